@@ -1,0 +1,97 @@
+"""State machines, written once as data. Services consult these tables; nothing else compares statuses."""
+
+from django.db import models
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class PauseReason(models.TextChoices):
+    MANUAL = "manual"
+    JOB = "job"
+    QUEUE = "queue"
+    # plus "breaker:<service>", which is not a fixed choice
+
+
+class Phase(models.TextChoices):
+    LEAD_SOURCING = "lead_sourcing"
+    VERIFICATION = "verification"
+    ENRICHMENT = "enrichment"
+    OUTREACH = "outreach"
+    DONE = "done"
+
+
+PHASE_ORDER = [Phase.LEAD_SOURCING, Phase.VERIFICATION, Phase.ENRICHMENT, Phase.OUTREACH, Phase.DONE]
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobType(models.TextChoices):
+    FETCH_LEADS = "fetch_leads"
+    VERIFY_EMAIL = "verify_email"
+    ENRICH_LEAD = "enrich_lead"
+    SEND_EMAIL = "send_email"
+    PUSH_INSTANTLY = "push_instantly"
+    SYNC_ANALYTICS = "sync_analytics"
+    CLEANUP = "cleanup"
+
+
+S = CampaignStatus
+CAMPAIGN_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    S.DRAFT: (S.SCHEDULED, S.RUNNING, S.CANCELLED),
+    S.SCHEDULED: (S.RUNNING, S.DRAFT, S.CANCELLED),
+    S.RUNNING: (S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED),
+    S.PAUSED: (S.RUNNING, S.CANCELLED),
+    S.COMPLETED: (),
+    S.FAILED: (),
+    S.CANCELLED: (),
+}
+
+# The operator actions and the transition each performs.
+CAMPAIGN_ACTIONS: dict[str, str] = {
+    "schedule": S.SCHEDULED,
+    "unschedule": S.DRAFT,
+    "start": S.RUNNING,
+    "pause": S.PAUSED,
+    "resume": S.RUNNING,
+    "cancel": S.CANCELLED,
+}
+
+# Content may be edited only in these statuses; a running campaign's content is frozen.
+CAMPAIGN_EDITABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.PAUSED)
+CAMPAIGN_DELETABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED)
+CAMPAIGN_FINAL_STATUSES = (S.COMPLETED, S.FAILED, S.CANCELLED)
+
+J = JobStatus
+JOB_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    J.PENDING: (J.PROCESSING, J.PAUSED, J.CANCELLED),
+    J.PROCESSING: (J.COMPLETED, J.FAILED, J.PAUSED, J.CANCELLED, J.PENDING),  # -> pending: retry or reaped
+    J.PAUSED: (J.PENDING, J.CANCELLED),
+    J.COMPLETED: (),
+    J.FAILED: (),
+    J.CANCELLED: (),
+}
+JOB_FINAL_STATUSES = (J.COMPLETED, J.FAILED, J.CANCELLED)
+JOB_ACTIVE_STATUSES = (J.PENDING, J.PROCESSING, J.PAUSED)
+
+
+def campaign_allowed(status: str) -> tuple[str, ...]:
+    return CAMPAIGN_TRANSITIONS.get(status, ())
+
+
+def campaign_can(current: str, target: str) -> bool:
+    return target in CAMPAIGN_TRANSITIONS.get(current, ())

@@ -1,0 +1,242 @@
+"""Settings, read once from the environment.
+
+Every value has a safe default for the embedded run (`make run`); production (DEBUG off) must
+provide SECRET_KEY. A malformed value stops start-up with a message naming the variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+TESTING = env_bool("TESTING", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
+    SECRET_KEY = "insecure-development-key-never-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if (DEBUG or TESTING) else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "integrations",
+    "queue_control",
+    "campaigns",
+    "tracking",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "campaigns_project.urls"
+WSGI_APPLICATION = "campaigns_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded run has web, worker and beat writing at once: wait for the lock, don't fail.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every key the app writes starts with this, so reset_state can delete exactly the app's keys.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "cbo:")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "/admin/login/"
+
+if not DEBUG and not TESTING:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- API ---------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "campaigns_project.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("API_THROTTLE_USER", "6000/min"),
+        "anon": env_str("API_THROTTLE_ANON", "120/min"),
+    },
+    "EXCEPTION_HANDLER": "campaigns_project.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Campaign back-office API",
+    "DESCRIPTION": "Outbound campaigns, leads, jobs, queue control and tracking.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Throttle counters live in Redis so every web process shares them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX + "cache",
+    }
+}
+
+# --- Celery (all task policy in one place) ----------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1)
+# Longer than the longest task, so a running task's message is not handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Product -----------------------------------------------------------------------------------
+CAMPAIGN_MAX_LEAD_COUNT = env_int("CAMPAIGN_MAX_LEAD_COUNT", 50_000, minimum=1)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 2.0, minimum=0)
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30, minimum=0)
+JOB_STUCK_AFTER_SECONDS = env_int("JOB_STUCK_AFTER_SECONDS", 900, minimum=1)
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 50, minimum=1)
+
+# --- Providers: a key switches the real client on; without one, the sandbox answers ----------
+PROVIDERS = {
+    "apollo": {
+        "api_key": env_str("APOLLO_API_KEY"),
+        "base_url": env_str("APOLLO_BASE_URL", "https://api.apollo.io"),
+    },
+    "millionverifier": {
+        "api_key": env_str("MILLIONVERIFIER_API_KEY"),
+        "base_url": env_str("MILLIONVERIFIER_BASE_URL", "https://api.millionverifier.com"),
+    },
+    "openai": {
+        "api_key": env_str("OPENAI_API_KEY"),
+        "base_url": env_str("OPENAI_BASE_URL", "https://api.openai.com"),
+        "model": env_str("OPENAI_MODEL", "gpt-4o-mini"),
+    },
+    "perplexity": {
+        "api_key": env_str("PERPLEXITY_API_KEY"),
+        "base_url": env_str("PERPLEXITY_BASE_URL", "https://api.perplexity.ai"),
+        "model": env_str("PERPLEXITY_MODEL", "sonar"),
+    },
+    "instantly": {
+        "api_key": env_str("INSTANTLY_API_KEY"),
+        "base_url": env_str("INSTANTLY_BASE_URL", "https://api.instantly.ai"),
+    },
+}
+PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 20.0, minimum=0.1)
+PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2, minimum=0)
+ENRICHMENT_PROVIDER = env_str("ENRICHMENT_PROVIDER", "openai")
+if ENRICHMENT_PROVIDER not in ("openai", "perplexity"):
+    raise ImproperlyConfigured(f"ENRICHMENT_PROVIDER must be openai or perplexity, got {ENRICHMENT_PROVIDER!r}")
+SANDBOX_LATENCY_MS = env_int("SANDBOX_LATENCY_MS", 0, minimum=0)
+# Comma-separated services whose sandbox fails every call (failure injection from the environment).
+SANDBOX_FAIL = env_list("SANDBOX_FAIL", [])
+
+SERVICES = ("apollo", "instantly", "millionverifier", "openai", "perplexity", "smtp")
+BREAKERS = {
+    service: {
+        "threshold": env_int(f"BREAKER_{service.upper()}_THRESHOLD", 3, minimum=1),
+        "window": env_int(f"BREAKER_{service.upper()}_WINDOW", 60, minimum=1),
+    }
+    for service in SERVICES
+}
+for _bad in set(SANDBOX_FAIL) - set(SERVICES):
+    raise ImproperlyConfigured(f"SANDBOX_FAIL names an unknown service {_bad!r}; known: {', '.join(SERVICES)}")
+
+# --- Email ------------------------------------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "campaigns@example.com")
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", "development-webhook-secret" if (DEBUG or TESTING) else "")

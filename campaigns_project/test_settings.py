@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings, with test-only defaults for the environment.
+
+Tests run against the real PostgreSQL and Redis (DATABASE_URL, REDIS_URL), never SQLite or a mock.
+"""
+
+import os
+
+os.environ.setdefault("TESTING", "true")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("REDIS_KEY_PREFIX", "cbo-test:")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+
+from .settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "100000/min", "anon": "100000/min"}}  # noqa: F405

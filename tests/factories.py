@@ -1,0 +1,65 @@
+import factory
+from django.contrib.auth import get_user_model
+
+from campaigns.models import Campaign, Job, Lead, Membership, Organization
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "password")
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Org {n}")
+    slug = factory.Sequence(lambda n: f"org-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    organization = factory.SubFactory(OrganizationFactory)
+    role = Membership.Role.OWNER
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    search_url = "https://app.apollo.io/#/people?personTitles[]=cto&personLocations[]=Germany"
+    lead_count = 5
+    from_name = "Alice"
+    from_email = "alice@example.com"
+    subject_template = "Hello {{ first_name }}"
+    body_template = "Hi {{ first_name }}, see https://example.com/offer"
+
+
+class LeadFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Lead
+
+    campaign = factory.SubFactory(CampaignFactory)
+    email = factory.Sequence(lambda n: f"lead{n}@example.org")
+    first_name = "Lee"
+    last_name = factory.Sequence(lambda n: f"Lead{n}")
+    company = "Acme"
+    source = "apollo"
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    campaign = factory.SubFactory(CampaignFactory)
+    job_type = "verify_email"
