@@ -80,7 +80,9 @@ J = JobStatus
 JOB_TRANSITIONS: dict[str, tuple[str, ...]] = {
     J.PENDING: (J.PROCESSING, J.PAUSED, J.CANCELLED),
     J.PROCESSING: (J.COMPLETED, J.FAILED, J.PAUSED, J.CANCELLED, J.PENDING),  # -> pending: retry or reaped
-    J.PAUSED: (J.PENDING, J.CANCELLED),
+    # A paused job whose in-flight call had already finished records its outcome rather than
+    # being run a second time after resume.
+    J.PAUSED: (J.PENDING, J.CANCELLED, J.COMPLETED, J.FAILED),
     J.COMPLETED: (),
     J.FAILED: (),
     J.CANCELLED: (),

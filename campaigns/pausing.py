@@ -1,0 +1,1 @@
+"""The campaign and job side of queue control (filled by the queue-control work)."""

@@ -1,0 +1,14 @@
+"""How queue control tells the apps above it to cascade, without importing them.
+
+Both signals are sent inside the transaction that changes the queue latch, so a receiver's
+set-based UPDATEs commit or roll back together with the latch.
+"""
+
+from django.dispatch import Signal
+
+# kwargs: reason (str, e.g. "breaker:apollo" or "manual"), actor (User | None), actor_label (str)
+queue_paused = Signal()
+# kwargs: actor (User | None), actor_label (str)
+queue_resumed = Signal()
+# Receivers return a dict of counts for the status page, e.g. {"paused_campaigns": 3, "paused_jobs": 120}.
+queue_counts_requested = Signal()
