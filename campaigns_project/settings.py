@@ -209,6 +209,8 @@ PROVIDERS = {
 }
 PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 20.0, minimum=0.1)
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2, minimum=0)
+PROVIDER_RETRY_BACKOFF_SECONDS = env_float("PROVIDER_RETRY_BACKOFF_SECONDS", 0.5, minimum=0)
+PROVIDER_RETRY_AFTER_MAX_SECONDS = env_float("PROVIDER_RETRY_AFTER_MAX_SECONDS", 30.0, minimum=0)
 ENRICHMENT_PROVIDER = env_str("ENRICHMENT_PROVIDER", "openai")
 if ENRICHMENT_PROVIDER not in ("openai", "perplexity"):
     raise ImproperlyConfigured(f"ENRICHMENT_PROVIDER must be openai or perplexity, got {ENRICHMENT_PROVIDER!r}")
@@ -238,5 +240,6 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20, minimum=1)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "campaigns@example.com")
 WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", "development-webhook-secret" if (DEBUG or TESTING) else "")
