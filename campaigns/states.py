@@ -73,7 +73,8 @@ CAMPAIGN_ACTIONS: dict[str, str] = {
 
 # Content may be edited only in these statuses; a running campaign's content is frozen.
 CAMPAIGN_EDITABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.PAUSED)
-CAMPAIGN_DELETABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED)
+# A paused campaign still owns paused jobs that a queue resume would wake, so it is not deletable.
+CAMPAIGN_DELETABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.COMPLETED, S.FAILED, S.CANCELLED)
 CAMPAIGN_FINAL_STATUSES = (S.COMPLETED, S.FAILED, S.CANCELLED)
 
 J = JobStatus

@@ -1,0 +1,52 @@
+# The two commands: `make run` (everything, embedded defaults) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The suite runs against the real servers on this machine unless told otherwise.
+test check-services: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+test check-services: export REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test lint format venv system-deps check-services bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests drive: headless Chromium (admin browser tests) and docker-compose
+# (validates docker-compose.yml without an engine). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+check-services: $(STAMP)
+	$(PY) scripts/check_services.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) system-deps check-services lint
+	$(VENV)/bin/pytest -p no:cacheprovider --create-db
+
+# Runs web + worker + beat on SQLite, a reachable Redis or an embedded one, and the sandboxes.
+run: $(STAMP)
+	$(PY) scripts/run_embedded.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .run staticfiles

@@ -1,0 +1,154 @@
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from campaigns_project.errors import ApplicationError
+
+from . import services
+from .models import Campaign, CampaignEvent, Membership, Organization
+from .states import campaign_allowed
+
+# The buttons shown on a campaign page, and the status each one needs to be allowed.
+BUTTONS = (("start", "running"), ("pause", "paused"), ("resume", "running"), ("cancel", "cancelled"))
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+class CampaignEventInline(admin.TabularInline):
+    model = CampaignEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "action", "from_status", "to_status", "reason", "actor_label"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = "History"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "status", "pause_reason", "phase", "progress_display", "created_at"]
+    list_filter = ["status", "phase", "channel", "organization"]
+    search_fields = ["name", "id"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    inlines = [CampaignEventInline]
+    readonly_fields = [
+        "status",
+        "pause_reason",
+        "phase",
+        "progress",
+        "status_message",
+        "status_error",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "paused_at",
+        "completed_at",
+        "failed_at",
+        "cancelled_at",
+        "instantly_campaign_id",
+        "file_name",
+        "total_records",
+    ]
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "description"]}),
+        ("State", {"fields": ["status", "pause_reason", "phase", "progress", "status_message", "status_error"]}),
+        ("Lead source", {"fields": ["search_url", "lead_count", "file_name", "total_records"]}),
+        (
+            "Email",
+            {
+                "fields": [
+                    "channel",
+                    "from_name",
+                    "from_email",
+                    "reply_to",
+                    "subject_template",
+                    "body_template",
+                    "send_rate_per_minute",
+                    "instantly_campaign_id",
+                ]
+            },
+        ),
+        (
+            "Timestamps",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "created_at",
+                    "updated_at",
+                    "started_at",
+                    "paused_at",
+                    "completed_at",
+                    "failed_at",
+                    "cancelled_at",
+                ],
+            },
+        ),
+    ]
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_display(self, obj: Campaign) -> str:
+        return f"{obj.progress}%"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<uuid:object_id>/act/<str:action_name>/",
+                self.admin_site.admin_view(require_POST(self.act_view)),
+                name="campaigns_campaign_act",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        campaign = self.get_object(request, object_id)
+        if campaign is not None:
+            allowed = campaign_allowed(campaign.status)
+            extra_context["campaign_buttons"] = [
+                {"name": name, "enabled": target in allowed} for name, target in BUTTONS
+            ]
+            extra_context["campaign_panels"] = self.panels(campaign)
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+    def panels(self, campaign: Campaign) -> list:
+        """Read-only panels other apps contribute to the campaign page (job counts, stats)."""
+        return []
+
+    def act_view(self, request: HttpRequest, object_id, action_name: str):
+        campaign = get_object_or_404(Campaign.objects.alive(), pk=object_id)
+        url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        service = services.ACTION_SERVICES.get(action_name)
+        if service is None or not self.has_change_permission(request, campaign):
+            messages.error(request, f"Unknown or forbidden action: {action_name}.")
+            return HttpResponseRedirect(url)
+        try:
+            service(campaign_id=campaign.pk, actor=request.user)
+        except ApplicationError as exc:
+            messages.error(request, f"{action_name.capitalize()} refused: {exc.message}")
+        else:
+            messages.success(request, f"Campaign {action_name} done.")
+        return HttpResponseRedirect(url)

@@ -1,0 +1,227 @@
+"""Campaigns API: thin views that validate with a serializer, call one service, serialize the result."""
+
+import django_filters
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from . import selectors, services
+from .models import Campaign, CampaignEvent, Organization
+from .states import CampaignStatus, Phase, campaign_allowed
+
+
+def validate_apollo_search_url(value: str) -> str:
+    from integrations.apollo import parse_search_url
+
+    try:
+        parse_search_url(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc))
+    return value
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Organization.objects.all(),
+        required=False,
+        help_text="Slug of one of your organizations; optional when you belong to exactly one.",
+    )
+    name = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
+    search_url = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, validators=[validate_apollo_search_url]
+    )
+    lead_count = serializers.IntegerField(min_value=1, max_value=settings.CAMPAIGN_MAX_LEAD_COUNT, required=False)
+    from_email = serializers.EmailField(required=False, allow_blank=True)
+    reply_to = serializers.EmailField(required=False, allow_blank=True)
+    send_rate_per_minute = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    allowed_transitions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "description",
+            "status",
+            "pause_reason",
+            "phase",
+            "progress",
+            "status_message",
+            "status_error",
+            "allowed_transitions",
+            "search_url",
+            "lead_count",
+            "file_name",
+            "total_records",
+            "instantly_campaign_id",
+            "channel",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "subject_template",
+            "body_template",
+            "send_rate_per_minute",
+            "created_at",
+            "updated_at",
+            "scheduled_at",
+            "started_at",
+            "paused_at",
+            "completed_at",
+            "failed_at",
+            "cancelled_at",
+        ]
+        read_only_fields = [f for f in services.STATE_FIELDS if f in fields] + ["id"]
+
+    def get_allowed_transitions(self, obj: Campaign) -> list[str]:
+        return list(campaign_allowed(obj.status))
+
+    def validate(self, attrs):
+        # Refuse, naming each one, fields a client may not set, instead of silently ignoring them.
+        raw = getattr(self, "initial_data", {}) or {}
+        immutable = set(services.STATE_FIELDS) | {"id"}
+        if self.instance is not None:
+            immutable |= set(services.IMMUTABLE_FIELDS)
+        refused = sorted(name for name in raw if name in immutable)
+        if refused:
+            raise serializers.ValidationError({name: ["This field cannot be set."] for name in refused})
+        return attrs
+
+    def validate_organization(self, organization: Organization) -> Organization:
+        user = self.context["request"].user
+        if not selectors.organizations_for_user(user=user).filter(pk=organization.pk).exists():
+            raise serializers.ValidationError("You are not a member of this organization.")
+        return organization
+
+
+class CampaignEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CampaignEvent
+        fields = ["action", "from_status", "to_status", "reason", "actor_label", "created_at"]
+
+
+class CampaignFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=CampaignStatus.choices)
+    phase = django_filters.MultipleChoiceFilter(choices=Phase.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Campaign
+        fields = ["status", "phase", "channel", "created_after", "created_before"]
+
+
+class CanOperate(permissions.BasePermission):
+    """Viewers read; owners and operators change things."""
+
+    message = "Your role in this organization does not allow changes."
+
+    def has_object_permission(self, request, view, obj):
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return selectors.user_can_operate(user=request.user, organization_id=obj.organization_id)
+
+
+TransitionsSerializer = inline_serializer(
+    "CampaignTransitions",
+    {"status": serializers.CharField(), "allowed_transitions": serializers.ListField(child=serializers.CharField())},
+)
+ActionBody = inline_serializer("CampaignActionBody", {"reason": serializers.CharField(required=False)})
+ConflictResponse = OpenApiResponse(description="Refused by the state machine or the queue; body names why.")
+
+
+class CampaignViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = CampaignSerializer
+    permission_classes = [permissions.IsAuthenticated, CanOperate]
+    filterset_class = CampaignFilter
+    search_fields = ["name"]
+    ordering_fields = ["created_at", "updated_at", "name", "status", "progress"]
+    ordering = ["-created_at"]
+    lookup_value_regex = "[^/]+"  # malformed ids reach get_object and answer 404, never 500
+
+    def get_queryset(self):
+        return selectors.campaign_list_for_user(user=self.request.user).select_related("organization")
+
+    def get_object(self):
+        campaign = selectors.campaign_get_for_user(user=self.request.user, campaign_id=self.kwargs["pk"])
+        self.check_object_permissions(self.request, campaign)
+        return campaign
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        organization = data.pop("organization", None)
+        if organization is None:
+            organizations = list(selectors.organizations_for_user(user=self.request.user)[:2])
+            if len(organizations) != 1:
+                raise serializers.ValidationError(
+                    {"organization": ["Required: you belong to several organizations (or none)."]}
+                )
+            organization = organizations[0]
+        if not selectors.user_can_operate(user=self.request.user, organization_id=organization.pk):
+            raise PermissionDenied("Your role in this organization does not allow creating campaigns.")
+        serializer.instance = services.campaign_create(organization=organization, actor=self.request.user, **data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.campaign_update(
+            campaign=serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.campaign_delete(campaign=instance, actor=self.request.user)
+
+    @extend_schema(responses=TransitionsSerializer)
+    @action(detail=True, methods=["get"])
+    def transitions(self, request, pk=None):
+        campaign = self.get_object()
+        return Response({"status": campaign.status, "allowed_transitions": list(campaign_allowed(campaign.status))})
+
+    @extend_schema(responses=CampaignEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        campaign = self.get_object()
+        page = self.paginate_queryset(campaign.events.all())
+        return self.get_paginated_response(CampaignEventSerializer(page, many=True).data)
+
+    def _act(self, request, name: str):
+        campaign = self.get_object()
+        if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
+            raise PermissionDenied(CanOperate.message)
+        kwargs = {"campaign_id": campaign.pk, "actor": request.user}
+        reason = request.data.get("reason") if hasattr(request.data, "get") else None
+        if name in ("pause", "cancel") and reason:
+            kwargs["reason"] = str(reason)[:500]
+        campaign = services.ACTION_SERVICES[name](**kwargs)
+        return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._act(request, "start")
+
+    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._act(request, "pause")
+
+    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._act(request, "resume")
+
+    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._act(request, "cancel")
+

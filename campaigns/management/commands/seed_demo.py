@@ -1,0 +1,59 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from campaigns.models import Campaign, Membership, Organization
+from campaigns.services import campaign_create
+
+DEMO_CAMPAIGNS = [
+    ("Berlin CTOs", "https://app.apollo.io/#/people?personTitles[]=cto&personLocations[]=Berlin"),
+    ("Paris founders", "https://app.apollo.io/#/people?personTitles[]=founder&personLocations[]=Paris"),
+    ("London VPs of Sales", "https://app.apollo.io/#/people?personTitles[]=vp%20sales&personLocations[]=London"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo organization, an admin user (new password each run) and a few draft campaigns."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--password", default="", help="Default: a new random password.")
+
+    @transaction.atomic
+    def handle(self, *args, username: str, password: str, **options) -> str:
+        password = password or secrets.token_urlsafe(9)
+        user, _ = get_user_model().objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.com"}
+        )
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+        org, _ = Organization.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
+        Membership.objects.get_or_create(user=user, organization=org, defaults={"role": Membership.Role.OWNER})
+        created = 0
+        for name, url in DEMO_CAMPAIGNS:
+            if not Campaign.objects.alive().filter(organization=org, name=name).exists():
+                campaign_create(
+                    organization=org,
+                    actor=user,
+                    name=name,
+                    search_url=url,
+                    lead_count=20,
+                    from_name="Demo Sender",
+                    from_email="sender@example.com",
+                    subject_template="Quick question, {{ first_name }}",
+                    body_template=(
+                        "Hi {{ first_name }},\n\n{{ personalization }}\n\n"
+                        "Would a 15 minute call next week make sense? https://example.com/book\n"
+                    ),
+                )
+                created += 1
+        return (
+            f"Demo organization '{org.slug}' with {created} new campaign(s).\n"
+            f"Admin user: {username}  password: {password}\n"
+            f"API token: {token.key}"
+        )

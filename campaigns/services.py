@@ -1,0 +1,259 @@
+"""Every change to a campaign goes through here: the API, the admin, tasks and commands alike."""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns_project.errors import ApplicationError
+from queue_control.selectors import open_breakers, queue_is_active
+
+from .models import Campaign, CampaignEvent, Organization
+from .states import (
+    CAMPAIGN_ACTIONS,
+    CAMPAIGN_DELETABLE_STATUSES,
+    CAMPAIGN_EDITABLE_STATUSES,
+    CampaignStatus,
+    PauseReason,
+    campaign_allowed,
+    campaign_can,
+)
+
+# Fields an operator sets once at creation; everything else about a campaign is content or state.
+IMMUTABLE_FIELDS = ("organization",)
+# Fields describing state: only services move them, never an update request.
+STATE_FIELDS = (
+    "status",
+    "pause_reason",
+    "phase",
+    "progress",
+    "status_message",
+    "status_error",
+    "created_at",
+    "updated_at",
+    "scheduled_at",
+    "started_at",
+    "paused_at",
+    "completed_at",
+    "failed_at",
+    "cancelled_at",
+    "deleted_at",
+    "instantly_campaign_id",
+    "file_name",
+    "total_records",
+)
+
+_TIMESTAMP_FOR = {
+    CampaignStatus.SCHEDULED: "scheduled_at",
+    CampaignStatus.RUNNING: "started_at",
+    CampaignStatus.PAUSED: "paused_at",
+    CampaignStatus.COMPLETED: "completed_at",
+    CampaignStatus.FAILED: "failed_at",
+    CampaignStatus.CANCELLED: "cancelled_at",
+}
+
+
+def _actor_label(actor, actor_label: str) -> str:
+    if actor_label:
+        return actor_label
+    return actor.get_username() if actor is not None else "system"
+
+
+def _refuse(campaign: Campaign, target: str) -> ApplicationError:
+    allowed = list(campaign_allowed(campaign.status))
+    return ApplicationError(
+        f"Cannot move campaign from {campaign.status} to {target}. "
+        f"Allowed from {campaign.status}: {', '.join(allowed) or 'none (final)'}.",
+        current_status=campaign.status,
+        allowed_transitions=allowed,
+    )
+
+
+def campaign_event_record(
+    *, campaign: Campaign, action: str, from_status: str = "", to_status: str = "", actor=None, actor_label="", reason=""
+) -> CampaignEvent:
+    return CampaignEvent.objects.create(
+        campaign=campaign,
+        actor=actor,
+        actor_label=_actor_label(actor, actor_label),
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason[:500],
+    )
+
+
+def campaign_create(*, organization: Organization, actor=None, **fields: Any) -> Campaign:
+    campaign = Campaign(organization=organization, **fields)
+    campaign.full_clean()
+    with transaction.atomic():
+        campaign.save()
+        campaign_event_record(
+            campaign=campaign, action="campaign.created", to_status=campaign.status, actor=actor
+        )
+    return campaign
+
+
+def campaign_update(*, campaign: Campaign, actor=None, **fields: Any) -> Campaign:
+    refused = sorted(set(fields) & set(IMMUTABLE_FIELDS + STATE_FIELDS))
+    if refused:
+        raise ApplicationError(f"These fields cannot be changed: {', '.join(refused)}.", fields=refused)
+    with transaction.atomic():
+        # Lock so a concurrent start cannot slip between the status check and the write.
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.status not in CAMPAIGN_EDITABLE_STATUSES:
+            raise ApplicationError(
+                f"Cannot edit a {locked.status} campaign; edits are allowed while "
+                f"{', '.join(CAMPAIGN_EDITABLE_STATUSES)}.",
+                current_status=locked.status,
+            )
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.full_clean()
+        locked.save()
+        if fields:
+            campaign_event_record(
+                campaign=locked,
+                action="campaign.updated",
+                from_status=locked.status,
+                to_status=locked.status,
+                actor=actor,
+                reason="changed " + ", ".join(sorted(fields)),
+            )
+    return locked
+
+
+def campaign_delete(*, campaign: Campaign, actor=None) -> None:
+    """Soft delete: the row and its history stay, the API stops showing it."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.status not in CAMPAIGN_DELETABLE_STATUSES:
+            raise ApplicationError(
+                f"Cannot delete a {locked.status} campaign; cancel it first.",
+                current_status=locked.status,
+            )
+        locked.deleted_at = timezone.now()
+        locked.save(update_fields=["deleted_at", "updated_at"])
+        campaign_event_record(
+            campaign=locked, action="campaign.deleted", from_status=locked.status, to_status=locked.status, actor=actor
+        )
+
+
+def campaign_transition(
+    *,
+    campaign_id,
+    to_status: str,
+    actor=None,
+    actor_label: str = "",
+    reason: str = "",
+    pause_reason: str = "",
+    status_message: str | None = None,
+    status_error: str | None = None,
+) -> Campaign:
+    """Move a campaign along the state machine, or raise ApplicationError naming what is allowed."""
+    with transaction.atomic():
+        # The row lock serialises concurrent transitions: of two simultaneous starts, the second
+        # sees `running` and is refused.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if not campaign_can(campaign.status, to_status):
+            raise _refuse(campaign, to_status)
+        from_status = campaign.status
+        campaign.status = to_status
+        setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
+        campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
+        if status_message is not None:
+            campaign.status_message = status_message[:500]
+        if status_error is not None:
+            campaign.status_error = status_error
+        campaign.save()
+        campaign_event_record(
+            campaign=campaign,
+            action=f"campaign.{to_status}",
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            actor_label=actor_label,
+            reason=reason or pause_reason,
+        )
+    return campaign
+
+
+def _require_queue_open(action: str) -> None:
+    blockers = open_breakers()
+    if blockers:
+        names = ", ".join(blockers)
+        raise ApplicationError(f"Cannot {action}: circuit breaker {names} is open.", open_breakers=blockers)
+    if not queue_is_active():
+        raise ApplicationError(f"Cannot {action}: the queue is paused; resume the queue first.")
+
+
+def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaign:
+    from .pipeline import pipeline_start
+
+    _require_queue_open("start")
+    with transaction.atomic():
+        campaign = campaign_transition(
+            campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor, actor_label=actor_label
+        )
+        pipeline_start(campaign=campaign)
+    return campaign
+
+
+def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
+    """An operator's pause. Its jobs stay where they are: the claim refuses to start any job of a
+    paused campaign, so nothing new begins, and a resume picks up the pending ones."""
+    return campaign_transition(
+        campaign_id=campaign_id,
+        to_status=CampaignStatus.PAUSED,
+        actor=actor,
+        pause_reason=PauseReason.MANUAL,
+        reason=reason or "paused by operator",
+    )
+
+
+def campaign_resume(*, campaign_id, actor=None) -> Campaign:
+    """Only a campaign an operator paused resumes on its own; the others wait for the queue resume."""
+    from .dispatch import campaigns_kick
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.status == CampaignStatus.PAUSED and campaign.pause_reason != PauseReason.MANUAL:
+        raise ApplicationError(
+            f"Cannot resume: campaign was paused by {campaign.pause_reason}; it resumes with the queue.",
+            current_status=campaign.status,
+            pause_reason=campaign.pause_reason,
+        )
+    _require_queue_open("resume")
+    with transaction.atomic():
+        campaign = campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor)
+        campaigns_kick([campaign.pk])
+    return campaign
+
+
+def campaign_cancel(*, campaign_id, actor=None, reason: str = "") -> Campaign:
+    from .pipeline import pipeline_cancel
+
+    with transaction.atomic():
+        campaign = campaign_transition(
+            campaign_id=campaign_id, to_status=CampaignStatus.CANCELLED, actor=actor, reason=reason
+        )
+        pipeline_cancel(campaign=campaign)
+    return campaign
+
+
+def campaign_schedule(*, campaign_id, actor=None) -> Campaign:
+    return campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.SCHEDULED, actor=actor)
+
+
+def campaign_unschedule(*, campaign_id, actor=None) -> Campaign:
+    return campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.DRAFT, actor=actor)
+
+
+ACTION_SERVICES = {
+    "start": campaign_start,
+    "pause": campaign_pause,
+    "resume": campaign_resume,
+    "cancel": campaign_cancel,
+    "schedule": campaign_schedule,
+    "unschedule": campaign_unschedule,
+}
+assert set(ACTION_SERVICES) == set(CAMPAIGN_ACTIONS)

@@ -1,0 +1,55 @@
+"""Settings are read once, strictly: a bad value stops start-up naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_settings(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "TESTING", "SECRET_KEY", "DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-c", "import campaigns_project.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'])"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=ROOT,
+    )
+
+
+def test_debug_is_off_by_default_and_then_a_secret_key_is_required():
+    result = load_settings()
+    assert result.returncode != 0
+    assert "SECRET_KEY is required when DEBUG is off" in result.stderr
+
+
+def test_production_settings_load_with_a_secret_key():
+    result = load_settings(SECRET_KEY="s3cret", DATABASE_URL="postgres://u@db:5432/x")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "django.db.backends.postgresql"]
+
+
+def test_the_embedded_default_is_debug_on_sqlite():
+    result = load_settings(DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "django.db.backends.sqlite3"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be true or false"),
+        ("CAMPAIGN_MAX_LEAD_COUNT", "lots", "CAMPAIGN_MAX_LEAD_COUNT must be an integer"),
+        ("BREAKER_APOLLO_THRESHOLD", "0", "BREAKER_APOLLO_THRESHOLD must be at least 1"),
+        ("SANDBOX_FAIL", "apolo", "SANDBOX_FAIL names an unknown service"),
+        ("ENRICHMENT_PROVIDER", "gpt", "ENRICHMENT_PROVIDER must be openai or perplexity"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(name, value, message):
+    result = load_settings(SECRET_KEY="x", **{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr

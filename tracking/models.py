@@ -1,0 +1,132 @@
+import secrets
+
+from django.db import models
+from django.db.models import Q
+
+from campaigns.models import Campaign, Lead, Organization
+
+from .states import EventType, RecipientStatus, SuppressionReason
+
+
+def new_token() -> str:
+    # 192 random bits: tracking URLs are public, so the token is the only thing guarding them.
+    return secrets.token_urlsafe(24)
+
+
+class Recipient(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    lead = models.ForeignKey(Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="recipients")
+    email = models.EmailField(max_length=254)  # stored lower-cased: dedupe and suppression ignore case
+    status = models.CharField(max_length=16, choices=RecipientStatus.choices, default=RecipientStatus.PENDING)
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    message_id = models.CharField(max_length=255, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)  # entered `sending`; finds the stuck ones
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # First opens and clicks, of any kind and by a human: they decide the unique counters.
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    first_human_opened_at = models.DateTimeField(null=True, blank=True)
+    first_clicked_at = models.DateTimeField(null=True, blank=True)
+    first_human_clicked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="recipient_campaign_email_unique")]
+        indexes = [
+            # The send claim (pending, this campaign) and the status filter of the list.
+            models.Index(fields=["campaign", "status", "id"], name="recipient_campaign_status"),
+            # Webhooks find a recipient by the Message-ID we gave it.
+            models.Index(fields=["message_id"], name="recipient_message_id", condition=~Q(message_id="")),
+            # "Stuck in sending" for the admin filter.
+            models.Index(fields=["claimed_at"], name="recipient_sending", condition=Q(status="sending")),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Link(models.Model):
+    """A URL found in a campaign's body. Click URLs carry only this id, so a click can redirect to
+    nothing but a URL the campaign itself contains."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="links")
+    url = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "url"], name="link_campaign_url_unique")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class EmailEvent(models.Model):
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="events")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="email_events")
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    occurred_at = models.DateTimeField()
+    link = models.ForeignKey(Link, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    user_agent = models.CharField(max_length=512, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    is_machine = models.BooleanField(default=False)
+    source = models.CharField(max_length=32, default="tracking")  # tracking | api | generic | instantly
+    provider_event_id = models.CharField(max_length=255, null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            # Replay protection: a provider's event is recorded once, however often it is posted.
+            models.UniqueConstraint(
+                fields=["source", "provider_event_id"],
+                condition=Q(provider_event_id__isnull=False),
+                name="emailevent_provider_event_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "type", "is_machine"], name="emailevent_campaign_type"),
+            models.Index(fields=["campaign", "occurred_at"], name="emailevent_campaign_time"),
+            models.Index(fields=["recipient", "occurred_at"], name="emailevent_recipient_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.recipient_id}"
+
+
+class Suppression(models.Model):
+    """Addresses no campaign of the organization may email again."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="suppressions")
+    email = models.EmailField(max_length=254)  # lower-cased
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["organization", "email"], name="suppression_org_email_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.reason})"
+
+
+class CampaignCounter(models.Model):
+    """The stored form of a campaign's stats, incremented in the same transaction as the fact it
+    counts (a recipient transition, a recorded event). Stats read only these rows; they are never
+    also derived from events at read time (see tracking/counters.py).
+
+    Each metric is spread over a few shards so that concurrent opens of one campaign do not all
+    queue on one row lock."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="counters")
+    metric = models.CharField(max_length=48)
+    shard = models.PositiveSmallIntegerField(default=0)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "metric", "shard"], name="campaigncounter_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.shard}]={self.value}"

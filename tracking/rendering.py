@@ -1,0 +1,170 @@
+"""A campaign's templates turned into one message: Django templates with the lead's fields, the
+open pixel, click URLs in place of every http(s) link, the unsubscribe headers and a Message-ID."""
+
+import html
+import re
+from dataclasses import dataclass
+from email.utils import formataddr, make_msgid
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template import Context, Engine
+from django.utils.html import escape, linebreaks, strip_tags
+
+from campaigns.models import Campaign, Lead
+
+from .models import Link, Recipient
+
+# Campaign templates are written by operators: no loaders (nothing to {% include %}) and only the
+# built-in tags and filters.
+ENGINE = Engine(loaders=[], libraries={})
+
+LEAD_FIELDS = ("email", "first_name", "last_name", "title", "company", "company_domain", "linkedin_url", "phone")
+SAMPLE_LEAD = {
+    "email": "sample@example.com",
+    "first_name": "Sam",
+    "last_name": "Sample",
+    "full_name": "Sam Sample",
+    "title": "Head of Sales",
+    "company": "Example Inc.",
+    "company_domain": "example.com",
+    "linkedin_url": "",
+    "phone": "",
+    "enrichment": {},
+    "personalization": "",
+}
+
+_HTML_TAG = re.compile(r"<(html|body|p|div|a|br|table|span|strong|em|b|i|ul|ol|li|h[1-6]|img)\b", re.IGNORECASE)
+_BARE_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"']+)\2""", re.IGNORECASE)
+_ANCHOR = re.compile(r"""<a\s[^>]*href\s*=\s*(["'])([^"']+)\1[^>]*>(.*?)</a>""", re.IGNORECASE | re.DOTALL)
+_TRAILING_PUNCTUATION = ".,;:!?)]}"
+
+
+def lead_context(lead: Lead) -> dict:
+    context = {field: getattr(lead, field) for field in LEAD_FIELDS}
+    context["full_name"] = " ".join(part for part in (lead.first_name, lead.last_name) if part)
+    context["enrichment"] = lead.enrichment or {}
+    context["personalization"] = (lead.enrichment or {}).get("personalization", "")
+    return context
+
+
+def recipient_context(recipient: Recipient) -> dict:
+    if recipient.lead is not None:
+        return lead_context(recipient.lead)
+    return {**dict.fromkeys(SAMPLE_LEAD, ""), "email": recipient.email, "enrichment": {}}
+
+
+def site_url(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+class LinkRegistry:
+    """A campaign's Link ids, registered the first time a URL is rendered and cached for a batch."""
+
+    def __init__(self, campaign_id) -> None:
+        self.campaign_id = campaign_id
+        self.ids: dict[str, int] = {}
+
+    def ids_for(self, urls: set[str]) -> dict[str, int]:
+        missing = [url for url in urls if url not in self.ids]
+        if missing:
+            Link.objects.bulk_create(
+                [Link(campaign_id=self.campaign_id, url=url) for url in missing], ignore_conflicts=True
+            )
+            self.ids.update(
+                Link.objects.filter(campaign_id=self.campaign_id, url__in=missing).values_list("url", "id")
+            )
+        return self.ids
+
+
+@dataclass
+class Content:
+    subject: str
+    text: str
+    html: str
+
+
+def _split_trailing(url: str) -> tuple[str, str]:
+    """`see https://x.com/offer.` links to https://x.com/offer, not to `offer.`."""
+    stripped = url.rstrip(_TRAILING_PUNCTUATION)
+    return stripped, url[len(stripped) :]
+
+
+def render_content(*, campaign: Campaign, context: dict) -> Content:
+    """Subject and both bodies. Variables are escaped in the HTML part (autoescape on) and kept as
+    given in the subject and the text part. A body without HTML tags is plain text: its HTML part
+    is the escaped text with paragraphs and clickable links."""
+    subject = ENGINE.from_string(campaign.subject_template).render(Context(context, autoescape=False))
+    subject = " ".join(subject.split())  # a newline from a lead's field must not become a header break
+    body = campaign.body_template
+    if _HTML_TAG.search(body):
+        html_body = ENGINE.from_string(body).render(Context(context, autoescape=True))
+        text = html.unescape(strip_tags(_ANCHOR.sub(lambda m: f"{m.group(3)} ({m.group(2)})", html_body)))
+    else:
+        text = ENGINE.from_string(body).render(Context(context, autoescape=False))
+        html_body = linebreaks(_BARE_URL.sub(_anchor_for_bare_url, escape(text)))
+    return Content(subject=subject, text=text.strip(), html=html_body)
+
+
+def _anchor_for_bare_url(match: re.Match) -> str:
+    url, trailing = _split_trailing(match.group(0))
+    return f'<a href="{url}">{url}</a>{trailing}'
+
+
+def add_tracking(content: Content, *, recipient: Recipient, links: LinkRegistry) -> Content:
+    """Every http(s) link becomes {SITE_URL}/t/c/<token>/<link id>; the open pixel is appended.
+    Our own tracking URLs (an unsubscribe link written in the template) are left alone."""
+    own_prefix = site_url("/t/")
+    hrefs = {html.unescape(m.group(3)) for m in _HREF.finditer(content.html)}
+    bare = {_split_trailing(m.group(0))[0] for m in _BARE_URL.finditer(content.text)}
+    ids = links.ids_for({url for url in hrefs | bare if not url.startswith(own_prefix)})
+
+    def click_url(url: str) -> str:
+        if url.startswith(own_prefix) or url not in ids:
+            return url
+        return site_url(f"/t/c/{recipient.token}/{ids[url]}")
+
+    def rewrite_href(match: re.Match) -> str:
+        return f"{match.group(1)}{match.group(2)}{escape(click_url(html.unescape(match.group(3))))}{match.group(2)}"
+
+    def rewrite_bare(match: re.Match) -> str:
+        url, trailing = _split_trailing(match.group(0))
+        return click_url(url) + trailing
+
+    unsubscribe = site_url(f"/t/u/{recipient.token}")
+    pixel = f'<img src="{site_url(f"/t/o/{recipient.token}.gif")}" width="1" height="1" alt="" style="display:none">'
+    footer = f'<p style="font-size:12px;color:#888"><a href="{unsubscribe}">Unsubscribe</a></p>'
+    html_body = _HREF.sub(rewrite_href, content.html)
+    if "</body>" in html_body.lower():
+        cut = html_body.lower().rindex("</body>")
+        html_body = html_body[:cut] + footer + pixel + html_body[cut:]
+    else:
+        html_body = html_body + footer + pixel
+    text = _BARE_URL.sub(rewrite_bare, content.text) + f"\n\n--\nUnsubscribe: {unsubscribe}\n"
+    return Content(subject=content.subject, text=text, html=html_body)
+
+
+def build_message(*, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None, connection=None):
+    """The message and its Message-ID. With a recipient, it carries the one-click unsubscribe
+    headers (RFC 8058) pointing at that recipient's token."""
+    from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL
+    from_name = " ".join(campaign.from_name.split())
+    message_id = make_msgid(domain=from_email.rpartition("@")[2] or "localhost")
+    headers = {"Message-ID": message_id}
+    if recipient is not None:
+        mailto = f"mailto:{from_email}?subject={quote('unsubscribe ' + recipient.token)}"
+        headers["List-Unsubscribe"] = f"<{site_url(f'/t/u/{recipient.token}')}>, <{mailto}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message = EmailMultiAlternatives(
+        subject=content.subject,
+        body=content.text,
+        from_email=formataddr((from_name, from_email)) if from_name else from_email,
+        to=[to],
+        reply_to=[campaign.reply_to] if campaign.reply_to else None,
+        headers=headers,
+        connection=connection,
+    )
+    message.attach_alternative(content.html, "text/html")
+    return message, message_id

@@ -1,0 +1,307 @@
+"""Every write of the tracking app: recipients, their transitions, events, suppressions.
+
+The API views, the public tracking URLs, the webhooks, the send handler and the admin all call
+these functions; none of them changes a recipient's status or a counter on its own.
+"""
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from campaigns.dispatch import jobs_enqueue
+from campaigns.models import Campaign, Job
+from campaigns.services import campaign_event_record
+from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobType, Phase
+from campaigns_project.errors import ApplicationError
+
+from .counters import COUNTED_STATUSES, counters_add
+from .models import EmailEvent, Recipient, Suppression
+from .states import (
+    EVENT_EFFECTS,
+    RECIPIENT_DELETABLE_STATUSES,
+    EventType,
+    RecipientStatus,
+    recipient_sources_for,
+)
+
+# The Recipient fields that say when an open or a click was first seen, of any kind and by a human.
+FIRST_SEEN_FIELDS = {
+    EventType.OPEN: ("first_opened_at", "first_human_opened_at"),
+    EventType.CLICK: ("first_clicked_at", "first_human_clicked_at"),
+}
+MAX_RECIPIENTS_PER_REQUEST = 10_000
+
+
+def normalize_email(email: str) -> str:
+    """Addresses are compared without case: dedupe and suppression must not miss `Bob@x.com`."""
+    return email.strip().lower()
+
+
+def suppressed_emails(*, organization_id) -> Any:
+    """A subquery of the organization's suppressed addresses, for Exists()/IN filters."""
+    return Suppression.objects.filter(organization_id=organization_id)
+
+
+# --- Recipient lifecycle -----------------------------------------------------------------------
+
+
+def recipients_transition(
+    *, campaign_id, to_status: str, ids: Iterable[int] | None = None, where: Q | None = None, **fields: Any
+) -> int:
+    """Move a campaign's recipients to `to_status` in one conditional UPDATE, only from the statuses
+    the state table allows, and count the move in the same transaction. Returns how many moved."""
+    queryset = Recipient.objects.filter(campaign_id=campaign_id, status__in=recipient_sources_for(to_status))
+    if ids is not None:
+        queryset = queryset.filter(pk__in=list(ids))
+    if where is not None:
+        queryset = queryset.filter(where)
+    with transaction.atomic():
+        moved = queryset.update(status=to_status, **fields)
+        if moved and to_status in COUNTED_STATUSES:
+            counters_add(campaign_id=campaign_id, metrics={f"recipients.{to_status}": moved})
+    return moved
+
+
+def suppression_add(*, organization_id, email: str, reason: str) -> bool:
+    """Suppress an address for the whole organization; the first reason recorded stays."""
+    created = Suppression.objects.bulk_create(
+        [Suppression(organization_id=organization_id, email=normalize_email(email), reason=reason)],
+        ignore_conflicts=True,
+    )
+    return bool(created)
+
+
+def send_jobs_create(*, campaign_id, recipient_count: int) -> list[int]:
+    """One send_email job per SEND_BATCH_SIZE recipients. The jobs carry no recipient list: each
+    claims whatever pending recipients of its campaign are left when it runs, so a job that finds
+    none left simply completes."""
+    count = math.ceil(recipient_count / settings.SEND_BATCH_SIZE)
+    jobs = Job.objects.bulk_create([Job(campaign_id=campaign_id, job_type=JobType.SEND_EMAIL) for _ in range(count)])
+    return [job.pk for job in jobs]
+
+
+def _outreach_is_running(campaign: Campaign) -> bool:
+    return campaign.phase == Phase.OUTREACH and campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
+def recipients_add(
+    *, campaign: Campaign, emails: Iterable[str] = (), lead_ids: Iterable[int] = (), actor=None
+) -> dict[str, int]:
+    """Add recipients by address or from the campaign's leads, skipping duplicates, suppressed
+    addresses and leads whose address failed verification. Added during outreach, they get their
+    own send jobs. Addresses are validated by the caller (the API serializer)."""
+    if campaign.status in CAMPAIGN_FINAL_STATUSES:
+        raise ApplicationError(
+            f"Cannot add recipients to a {campaign.status} campaign.", current_status=campaign.status
+        )
+    lead_ids = list(dict.fromkeys(lead_ids))
+    leads = list(campaign.leads.filter(pk__in=lead_ids).values_list("pk", "email", "email_status"))
+    unknown = sorted(set(lead_ids) - {pk for pk, _, _ in leads})
+    if unknown:
+        raise ValidationError({"lead_ids": [f"Not leads of this campaign: {', '.join(map(str, unknown))}."]})
+
+    counts = {"created": 0, "duplicates": 0, "suppressed": 0, "invalid": 0}
+    candidates: dict[str, int | None] = {}
+    for pk, email, email_status in leads:
+        if email_status == "invalid":
+            counts["invalid"] += 1
+        elif normalize_email(email) in candidates:
+            counts["duplicates"] += 1
+        else:
+            candidates[normalize_email(email)] = pk
+    for email in map(normalize_email, emails):
+        if email in candidates:
+            counts["duplicates"] += 1
+        else:
+            candidates[email] = None
+
+    with transaction.atomic():
+        existing = set(campaign.recipients.filter(email__in=candidates).values_list("email", flat=True))
+        suppressed = set(
+            suppressed_emails(organization_id=campaign.organization_id)
+            .filter(email__in=candidates)
+            .values_list("email", flat=True)
+        )
+        new = [
+            Recipient(campaign=campaign, email=email, lead_id=lead_id)
+            for email, lead_id in candidates.items()
+            if email not in existing and email not in suppressed
+        ]
+        # ignore_conflicts: a concurrent add of the same address is a duplicate, not an error.
+        Recipient.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+        counts["duplicates"] += len(existing)
+        counts["suppressed"] += len(suppressed - existing)
+        counts["created"] = len(new)
+        if new and _outreach_is_running(campaign):
+            jobs_enqueue(send_jobs_create(campaign_id=campaign.pk, recipient_count=len(new)))
+        campaign_event_record(
+            campaign=campaign,
+            action="tracking.recipients.added",
+            actor=actor,
+            reason=", ".join(f"{key} {value}" for key, value in counts.items()),
+        )
+    return counts
+
+
+def recipient_delete(*, campaign: Campaign, recipient_id: int, actor=None) -> None:
+    """Remove a recipient nothing was sent to. Refused once a send job has claimed it."""
+    with transaction.atomic():
+        deleted, _ = campaign.recipients.filter(pk=recipient_id, status__in=RECIPIENT_DELETABLE_STATUSES).delete()
+        if not deleted:
+            current = campaign.recipients.filter(pk=recipient_id).values_list("status", flat=True).first()
+            if current is None:
+                raise Recipient.DoesNotExist
+            raise ApplicationError(
+                f"Cannot remove a {current} recipient; only {', '.join(RECIPIENT_DELETABLE_STATUSES)} ones can be.",
+                current_status=current,
+            )
+        campaign_event_record(
+            campaign=campaign, action="tracking.recipient.removed", actor=actor, reason=f"recipient {recipient_id}"
+        )
+
+
+def recipients_release(*, recipient_ids: Iterable[int], actor=None) -> int:
+    """An operator's decision that recipients stuck in `sending` were not delivered (after checking
+    the mail server's logs): back to pending, with a send job if the campaign is still sending.
+    Never done automatically, since a blind resend may mail someone twice."""
+    released = 0
+    ids = list(recipient_ids)
+    campaigns = Campaign.objects.filter(recipients__pk__in=ids, recipients__status=RecipientStatus.SENDING).distinct()
+    for campaign in campaigns:  # one UPDATE per campaign: the counters and jobs are per campaign
+        with transaction.atomic():
+            moved = recipients_transition(
+                campaign_id=campaign.pk,
+                to_status=RecipientStatus.PENDING,
+                ids=ids,
+                where=Q(status=RecipientStatus.SENDING),
+                claimed_at=None,
+            )
+            released += moved
+            if moved and _outreach_is_running(campaign):
+                jobs_enqueue(send_jobs_create(campaign_id=campaign.pk, recipient_count=moved))
+            campaign_event_record(
+                campaign=campaign,
+                action="tracking.recipients.released",
+                actor=actor,
+                reason=f"{moved} recipients stuck in sending put back to pending by an operator",
+            )
+    return released
+
+
+# --- Events ------------------------------------------------------------------------------------
+
+
+def event_record(
+    *,
+    type: str,
+    token: str | None = None,
+    recipient_id: int | None = None,
+    occurred_at: datetime | None = None,
+    is_machine: bool = False,
+    link_id: int | None = None,
+    user_agent: str = "",
+    ip: str | None = None,
+    source: str = "tracking",
+    provider_event_id: str | None = None,
+    payload: dict | None = None,
+    with_effects: bool = True,
+) -> EmailEvent | None:
+    """Record one event of a recipient (found by token or id) in one transaction, with what follows
+    from it: the first-seen timestamps, the counters and, for bounces, complaints and unsubscribes,
+    the recipient's status and the organization's suppression list.
+
+    Returns None, writing nothing, for an unknown recipient or a provider event already recorded.
+    This is the open pixel's hot path: in the common case it costs one locking SELECT, one INSERT
+    and one counter upsert."""
+    occurred_at = occurred_at or timezone.now()
+    lookup = {"token": token} if token is not None else {"pk": recipient_id}
+    first_fields = FIRST_SEEN_FIELDS.get(type, ())
+    with transaction.atomic():
+        # Lock the recipient row: of two simultaneous first opens, only one may count as unique.
+        row = Recipient.objects.select_for_update().filter(**lookup).values("id", "campaign_id", *first_fields).first()
+        if row is None:
+            return None
+        event = EmailEvent(
+            recipient_id=row["id"],
+            campaign_id=row["campaign_id"],
+            type=type,
+            occurred_at=occurred_at,
+            link_id=link_id,
+            user_agent=user_agent[:512],
+            ip=ip,
+            is_machine=is_machine,
+            source=source,
+            provider_event_id=provider_event_id,
+            payload=payload or {},
+        )
+        if provider_event_id is None:
+            event.save()
+        else:
+            try:
+                with transaction.atomic():  # a savepoint, so a replay leaves the outer transaction usable
+                    event.save()
+            except IntegrityError:
+                return None  # this provider event was recorded before: a replay changes nothing
+
+        metrics = {f"event.{type}": 1}
+        if not is_machine:
+            metrics[f"event.{type}.human"] = 1
+        first_seen = {}
+        if first_fields:
+            any_field, human_field = first_fields
+            if row[any_field] is None:
+                first_seen[any_field] = occurred_at
+                metrics[f"unique.{type}"] = 1
+            if not is_machine and row[human_field] is None:
+                first_seen[human_field] = occurred_at
+                metrics[f"unique.{type}.human"] = 1
+        if first_seen:
+            Recipient.objects.filter(pk=row["id"]).update(**first_seen)
+        counters_add(campaign_id=row["campaign_id"], metrics=metrics)
+
+        if with_effects and type in EVENT_EFFECTS:
+            to_status, reason = EVENT_EFFECTS[type]
+            recipients_transition(campaign_id=row["campaign_id"], to_status=to_status, ids=[row["id"]])
+            email, organization_id = Recipient.objects.filter(pk=row["id"]).values_list(
+                "email", "campaign__organization_id"
+            )[0]
+            suppression_add(organization_id=organization_id, email=email, reason=reason)
+    return event
+
+
+def recipient_unsubscribe(*, token: str, user_agent: str = "", ip: str | None = None) -> bool:
+    """The one-click unsubscribe (RFC 8058): status unsubscribed, event, suppression."""
+    return event_record(type=EventType.UNSUBSCRIBE, token=token, user_agent=user_agent, ip=ip) is not None
+
+
+def recipient_bounce_on_send(*, recipient: Recipient, error: str, suppress: bool) -> None:
+    """A 5xx at send time. A hard bounce (the mailbox does not exist) is recorded like a bounce
+    webhook and suppresses the address; any other permanent refusal only fails this recipient."""
+    if suppress:
+        with transaction.atomic():
+            Recipient.objects.filter(pk=recipient.pk).update(last_error=error)
+            event_record(type=EventType.BOUNCE, recipient_id=recipient.pk, source="smtp", payload={"error": error})
+    else:
+        recipients_transition(
+            campaign_id=recipient.campaign_id, to_status=RecipientStatus.FAILED, ids=[recipient.pk], last_error=error
+        )
+
+
+def recipients_fail_suppressed(*, campaign: Campaign) -> int:
+    """Pending recipients whose address was suppressed after they were added (an unsubscribe from
+    another campaign, a manual entry) are failed before any claim, so they are never mailed."""
+    return recipients_transition(
+        campaign_id=campaign.pk,
+        to_status=RecipientStatus.FAILED,
+        where=Q(status=RecipientStatus.PENDING)
+        & Q(Exists(suppressed_emails(organization_id=campaign.organization_id).filter(email=OuterRef("email")))),
+        last_error="Not sent: the address is on the organization's suppression list.",
+    )
+
