@@ -76,7 +76,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "failed_at",
             "cancelled_at",
         ]
-        read_only_fields = [f for f in services.STATE_FIELDS if f in fields] + ["id"]
+        read_only_fields = [f for f in services.STATE_FIELDS if f != "deleted_at"] + ["id"]
 
     def get_allowed_transitions(self, obj: Campaign) -> list[str]:
         return list(campaign_allowed(obj.status))
@@ -224,4 +224,3 @@ class CampaignViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._act(request, "cancel")
-

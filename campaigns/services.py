@@ -70,7 +70,14 @@ def _refuse(campaign: Campaign, target: str) -> ApplicationError:
 
 
 def campaign_event_record(
-    *, campaign: Campaign, action: str, from_status: str = "", to_status: str = "", actor=None, actor_label="", reason=""
+    *,
+    campaign: Campaign,
+    action: str,
+    from_status: str = "",
+    to_status: str = "",
+    actor=None,
+    actor_label="",
+    reason="",
 ) -> CampaignEvent:
     return CampaignEvent.objects.create(
         campaign=campaign,
@@ -88,9 +95,7 @@ def campaign_create(*, organization: Organization, actor=None, **fields: Any) ->
     campaign.full_clean()
     with transaction.atomic():
         campaign.save()
-        campaign_event_record(
-            campaign=campaign, action="campaign.created", to_status=campaign.status, actor=actor
-        )
+        campaign_event_record(campaign=campaign, action="campaign.created", to_status=campaign.status, actor=actor)
     return campaign
 
 

@@ -28,7 +28,10 @@ def main() -> int:
     for name, url, exc in failures:
         print(f"{name} is not reachable at {url}: {exc}", file=sys.stderr)
         print(f"  start it with: {HOW_TO_START[name]}", file=sys.stderr)
-        print(f"  or point {'DATABASE_URL' if name == 'PostgreSQL' else 'REDIS_URL'} at a running server.", file=sys.stderr)
+        print(
+            f"  or point {'DATABASE_URL' if name == 'PostgreSQL' else 'REDIS_URL'} at a running server.",
+            file=sys.stderr,
+        )
     if failures:
         print("Tests need the real servers; refusing to run a partial suite.", file=sys.stderr)
         return 1

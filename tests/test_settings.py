@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_settings(**env):
     clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "TESTING", "SECRET_KEY", "DATABASE_URL")}
     return subprocess.run(
-        [sys.executable, "-c", "import campaigns_project.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'])"],
+        [
+            sys.executable,
+            "-c",
+            "import campaigns_project.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'])",
+        ],
         capture_output=True,
         text=True,
         env={**clean, **env},

@@ -44,9 +44,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
         parser.add_argument("--force", action="store_true", help="Run even with DEBUG off (production data!).")
-        parser.add_argument("--all", action="store_true", help="Also remove users, beat schedules and sandbox switches.")
         parser.add_argument(
-            "--flush-redis-all", action="store_true", help="FLUSHALL the Redis server instead of deleting the app's keys."
+            "--all", action="store_true", help="Also remove users, beat schedules and sandbox switches."
+        )
+        parser.add_argument(
+            "--flush-redis-all",
+            action="store_true",
+            help="FLUSHALL the Redis server instead of deleting the app's keys.",
         )
 
     def handle(self, *args, yes=False, force=False, all=False, flush_redis_all=False, **options) -> str:

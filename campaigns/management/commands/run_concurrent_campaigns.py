@@ -159,12 +159,18 @@ class Command(BaseCommand):
         }
 
     def _format(self, report: dict) -> str:
-        lines = ["", "=== Concurrent campaigns report ===", f"Outcome: {report['outcome']} in {report['elapsed_s']}s", ""]
+        lines = [
+            "",
+            "=== Concurrent campaigns report ===",
+            f"Outcome: {report['outcome']} in {report['elapsed_s']}s",
+            "",
+        ]
         lines.append(f"{'campaign':<24} {'status':<10} {'phase':<14} {'leads':>5} {'jobs':>5} {'secs':>7}")
         for c in report["campaigns"]:
             lines.append(
                 f"{c['name'][:24]:<24} {c['status']:<10} {c['phase']:<14} {c['leads']:>5} {c['jobs']:>5} "
-                f"{c['duration_s']:>7}" + (f"  paused: {c['pause_reason']}" if c["pause_reason"] else "")
+                f"{c['duration_s']:>7}"
+                + (f"  paused: {c['pause_reason']}" if c["pause_reason"] else "")
                 + (f"  error: {c['status_error']}" if c["status_error"] else "")
             )
         t = report["totals"]
