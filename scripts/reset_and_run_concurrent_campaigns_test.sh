@@ -98,7 +98,7 @@ else
   fi
   manage migrate --noinput >/dev/null || fail "database not reachable or migrations failed" 10
 fi
-manage shell -c "from campaigns_project.health import healthz; from django.test import RequestFactory; r = healthz(RequestFactory().get('/healthz')); assert r.status_code == 200, r.content" \
+manage shell --no-imports -c "from campaigns_project.health import healthz; from django.test import RequestFactory; r = healthz(RequestFactory().get('/healthz')); assert r.status_code == 200, r.content" \
   || fail "health check failed (database or Redis)" 10
 ok "database and Redis answer"
 
@@ -143,7 +143,7 @@ ok "smoke run completed"
 
 PHASE="validate"
 step "checking the database against the expected counts"
-manage shell -c "
+manage shell --no-imports -c "
 from campaigns.models import Campaign, Lead
 expected_campaigns, expected_leads = $CAMPAIGNS, $CAMPAIGNS * $LEADS
 completed = Campaign.objects.filter(status='completed').count()
