@@ -142,7 +142,11 @@ class Lead(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["campaign", "email"], name="lead_campaign_email_unique")]
-        indexes = [models.Index(fields=["campaign", "email_status"], name="lead_campaign_status")]
+        indexes = [
+            models.Index(fields=["campaign", "email_status"], name="lead_campaign_status"),
+            # Pages of a campaign's leads in id order (results API, Instantly push) without a sort.
+            models.Index(fields=["campaign", "id"], name="lead_campaign_id"),
+        ]
 
     def __str__(self) -> str:
         return self.email
@@ -168,6 +172,10 @@ class Job(models.Model):
             models.Index(fields=["campaign", "status"], name="job_campaign_status"),
             models.Index(fields=["status", "updated_at"], name="job_status_updated"),
             models.Index(fields=["created_at"], name="job_created"),
+            # The pipeline's phase checks: "any active job of these types left?" and the progress count.
+            models.Index(fields=["campaign", "job_type", "status"], name="job_campaign_type_status"),
+            # dispatch_campaign walks a campaign's pending jobs in id order, a chunk at a time.
+            models.Index(fields=["campaign", "status", "id"], name="job_campaign_status_id"),
         ]
         constraints = [
             # One job of a kind per lead: a fan-out that runs twice cannot double the work.

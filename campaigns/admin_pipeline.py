@@ -1,0 +1,88 @@
+"""Admin for the pipeline's tables: jobs (read-only) and leads. Imported by campaigns/admin.py."""
+
+import uuid
+from functools import cached_property
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.http import HttpRequest
+
+from .jobs import job_counts
+from .models import Campaign, Job, Lead
+from .states import CAMPAIGN_FINAL_STATUSES
+
+
+def job_counts_for(campaign: Campaign) -> dict[str, int]:
+    """{status: count} of the campaign's jobs (every status, zeros included), in one query."""
+    return job_counts(campaign_id=campaign.pk)
+
+
+class BoundedCountPaginator(Paginator):
+    """Counts at most COUNT_LIMIT rows, so a change list over millions of jobs or leads never waits
+    for a full COUNT(*); past the limit, filter to narrow the list."""
+
+    COUNT_LIMIT = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: self.COUNT_LIMIT].count()
+
+
+class CampaignFilter(admin.SimpleListFilter):
+    """Campaigns that are not final (the ones whose jobs an operator watches); any other campaign
+    can be chosen through the URL, e.g. from the campaign page's link."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        campaigns = Campaign.objects.exclude(status__in=CAMPAIGN_FINAL_STATUSES).order_by("-created_at")[:30]
+        return [(str(pk), name) for pk, name in campaigns.values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset):
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(campaign_id=uuid.UUID(self.value()))
+        except ValueError:
+            return queryset.none()
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs are the pipeline's record: operators read them; services alone change them."""
+
+    list_display = ["id", "job_type", "status", "campaign", "lead", "attempts", "error_summary", "updated_at"]
+    list_filter = ["status", "job_type", CampaignFilter]
+    list_select_related = ["campaign", "lead"]
+    search_fields = ["=id", "=celery_task_id"]
+    ordering = ["-id"]
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    readonly_fields = [field.name for field in Job._meta.fields]
+
+    @admin.display(description="last error")
+    def error_summary(self, job: Job) -> str:
+        return job.last_error[:120]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Lead)
+class LeadAdmin(admin.ModelAdmin):
+    list_display = ["email", "first_name", "last_name", "company", "email_status", "source", "campaign", "enriched_at"]
+    list_filter = ["email_status", "source", CampaignFilter]
+    list_select_related = ["campaign"]
+    search_fields = ["email", "first_name", "last_name", "company"]
+    ordering = ["-id"]
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    raw_id_fields = ["campaign"]
+    readonly_fields = ["source", "source_id", "enrichment", "enriched_at", "created_at"]

@@ -1,0 +1,69 @@
+"""The pipeline on Celery's in-process worker, with the real Redis broker: messages sent after
+commit, claims, retries and phase changes as in production."""
+
+import time
+
+import pytest
+
+from campaigns import services
+from campaigns.models import Campaign, Job, Lead
+from campaigns.states import CAMPAIGN_FINAL_STATUSES, JobStatus, JobType, Phase
+from tests.factories import CampaignFactory, MembershipFactory, OrganizationFactory, UserFactory
+
+from .conftest import NOBODY_URL, SEARCH_URL
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def wait_until_final(campaign_id, timeout: float = 60) -> Campaign:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        campaign = Campaign.objects.get(pk=campaign_id)
+        if campaign.status in CAMPAIGN_FINAL_STATUSES:
+            return campaign
+        time.sleep(0.2)
+    raise AssertionError(f"campaign still {campaign.status}/{campaign.phase} after {timeout}s")
+
+
+@pytest.fixture
+def owner():
+    org = OrganizationFactory(name="Acme", slug="acme")
+    return MembershipFactory(user=UserFactory(username="alice"), organization=org, role="owner")
+
+
+def test_a_campaign_runs_to_completed_on_a_worker(celery_worker, owner):
+    campaign = CampaignFactory(
+        organization=owner.organization, search_url=SEARCH_URL, lead_count=15, send_rate_per_minute=60_000
+    )
+    services.campaign_start(campaign_id=campaign.pk, actor=owner.user)
+
+    campaign = wait_until_final(campaign.pk)
+    assert (campaign.status, campaign.phase, campaign.progress) == ("completed", Phase.DONE, 100), campaign.status_error
+    assert Lead.objects.filter(campaign=campaign).count() == 15
+    for job_type in (JobType.FETCH_LEADS, JobType.VERIFY_EMAIL, JobType.ENRICH_LEAD):
+        statuses = set(Job.objects.filter(campaign=campaign, job_type=job_type).values_list("status", flat=True))
+        assert statuses == {JobStatus.COMPLETED}, job_type
+    assert Job.objects.filter(campaign=campaign, job_type=JobType.VERIFY_EMAIL).count() == 15
+    assert not Job.objects.filter(campaign=campaign, status__in=("pending", "processing", "paused")).exists()
+
+
+def test_a_search_that_finds_nobody_fails_on_a_worker(celery_worker, owner):
+    campaign = CampaignFactory(organization=owner.organization, search_url=NOBODY_URL)
+    services.campaign_start(campaign_id=campaign.pk, actor=owner.user)
+
+    campaign = wait_until_final(campaign.pk)
+    assert campaign.status == "failed"
+    assert campaign.status_error == "The lead source returned no leads for this search."
+
+
+def test_an_unreachable_lead_source_fails_the_campaign_after_retries_on_a_worker(celery_worker, owner, settings):
+    settings.SANDBOX_FAIL = ["apollo"]
+    settings.BREAKERS = {**settings.BREAKERS, "apollo": {"threshold": 100, "window": 60}}
+    campaign = CampaignFactory(organization=owner.organization, search_url=SEARCH_URL)
+    services.campaign_start(campaign_id=campaign.pk, actor=owner.user)
+
+    campaign = wait_until_final(campaign.pk)
+    assert campaign.status == "failed"
+    assert "failure injected" in campaign.status_error
+    fetch = Job.objects.get(campaign=campaign, job_type=JobType.FETCH_LEADS)
+    assert (fetch.status, fetch.attempts) == (JobStatus.FAILED, settings.JOB_MAX_ATTEMPTS)
