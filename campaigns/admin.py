@@ -6,9 +6,13 @@ from django.views.decorators.http import require_POST
 
 from campaigns_project.errors import ApplicationError
 
-from . import services
+from . import admin_pipeline, services
 from .models import Campaign, CampaignEvent, Membership, Organization
 from .states import campaign_allowed
+
+# Read-only panels shown on the campaign page: callables campaign -> safe HTML. Apps above
+# campaigns (tracking) append theirs, so this module needs not import them.
+CAMPAIGN_PANELS: list = [admin_pipeline.job_counts_panel]
 
 # The buttons shown on a campaign page, and the status each one needs to be allowed.
 BUTTONS = (("start", "running"), ("pause", "paused"), ("resume", "running"), ("cancel", "cancelled"))
@@ -135,8 +139,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def panels(self, campaign: Campaign) -> list:
-        """Read-only panels other apps contribute to the campaign page (job counts, stats)."""
-        return []
+        return [panel(campaign) for panel in CAMPAIGN_PANELS]
 
     def act_view(self, request: HttpRequest, object_id, action_name: str):
         campaign = get_object_or_404(Campaign.objects.alive(), pk=object_id)

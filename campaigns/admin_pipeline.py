@@ -6,6 +6,8 @@ from functools import cached_property
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from .jobs import job_counts
 from .models import Campaign, Job, Lead
@@ -15,6 +17,22 @@ from .states import CAMPAIGN_FINAL_STATUSES
 def job_counts_for(campaign: Campaign) -> dict[str, int]:
     """{status: count} of the campaign's jobs (every status, zeros included), in one query."""
     return job_counts(campaign_id=campaign.pk)
+
+
+def job_counts_panel(campaign: Campaign) -> str:
+    """The campaign page's job panel: counts by status, each linking to the filtered job list."""
+    counts = job_counts_for(campaign)
+    url = reverse("admin:campaigns_job_changelist")
+    cells = format_html_join(
+        "",
+        '<td><a href="{}?campaign={}&status__exact={}">{}</a>: {}</td>',
+        ((url, campaign.pk, status, status, count) for status, count in counts.items()),
+    )
+    return format_html(
+        '<fieldset class="module aligned"><h2>Jobs ({})</h2><table><tr>{}</tr></table></fieldset>',
+        sum(counts.values()),
+        cells,
+    )
 
 
 class BoundedCountPaginator(Paginator):

@@ -2,6 +2,7 @@
 
 import django_filters
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -132,6 +133,17 @@ TransitionsSerializer = inline_serializer(
     {"status": serializers.CharField(), "allowed_transitions": serializers.ListField(child=serializers.CharField())},
 )
 ActionBody = inline_serializer("CampaignActionBody", {"reason": serializers.CharField(required=False)})
+
+
+class ScheduleSerializer(serializers.Serializer):
+    scheduled_at = serializers.DateTimeField(help_text="When beat launches the campaign (must be in the future).")
+
+    def validate_scheduled_at(self, value):
+        if value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
 ConflictResponse = OpenApiResponse(description="Refused by the state machine or the queue; body names why.")
 
 
@@ -209,6 +221,19 @@ class CampaignViewSet(
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._act(request, "start")
+
+    @extend_schema(request=ScheduleSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def schedule(self, request, pk=None):
+        campaign = self.get_object()
+        if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
+            raise PermissionDenied(CanOperate.message)
+        body = ScheduleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        campaign = services.campaign_schedule(
+            campaign_id=campaign.pk, actor=request.user, scheduled_at=body.validated_data["scheduled_at"]
+        )
+        return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])

@@ -6,4 +6,5 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self) -> None:
-        from . import pausing  # noqa: F401  (connects the queue cascade receivers)
+        # Connect the queue cascade receivers and register the pipeline's job handlers.
+        from . import handlers, pausing  # noqa: F401

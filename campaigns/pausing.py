@@ -1,1 +1,152 @@
-"""The campaign and job side of queue control (filled by the queue-control work)."""
+"""The campaign and job side of queue control.
+
+queue_control does not import campaigns; it sends `queue_paused` / `queue_resumed` inside the
+transaction that flips its latch, and the receivers here pause or wake campaigns and jobs in that
+same transaction. Every receiver issues a fixed number of set-based statements, whatever the
+number of campaigns and jobs (benchmarks/cascade.py measures it).
+"""
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.dispatch import receiver
+from django.utils import timezone
+
+from campaigns_project.errors import ApplicationError
+from queue_control.signals import queue_counts_requested, queue_paused, queue_resumed
+
+from .dispatch import campaigns_kick
+from .models import Campaign, CampaignEvent, Job
+from .services import campaign_transition
+from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason, campaign_can
+
+BREAKER_PREFIX = "breaker:"
+# Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.
+QUEUE_RESUMABLE = Q(pause_reason__in=[PauseReason.JOB, PauseReason.QUEUE]) | Q(pause_reason__startswith=BREAKER_PREFIX)
+# Jobs the cascade may pause: those the job table allows to move to paused (pending, processing).
+PAUSABLE_JOB_STATUSES = [status for status, targets in JOB_TRANSITIONS.items() if JobStatus.PAUSED in targets]
+
+
+def campaign_pause_reason(queue_reason: str) -> str:
+    """A breaker's pause names the breaker; any other queue pause is reason `queue`."""
+    return queue_reason if queue_reason.startswith(BREAKER_PREFIX) else PauseReason.QUEUE
+
+
+def _events_insert(campaign_ids: list, *, from_status: str, to_status: str, reason: str, actor, label: str, now):
+    """One INSERT … SELECT writes the history row of every campaign in `campaign_ids`."""
+    ids_sql, ids_params = Campaign.objects.filter(pk__in=campaign_ids).values("pk").query.sql_with_params()
+    qn = connection.ops.quote_name
+    columns = ", ".join(
+        qn(CampaignEvent._meta.get_field(name).column)
+        for name in ("campaign", "actor", "actor_label", "action", "from_status", "to_status", "reason", "created_at")
+    )
+    sql = (
+        f"INSERT INTO {qn(CampaignEvent._meta.db_table)} ({columns}) "  # noqa: S608 (names from _meta)
+        f"SELECT {qn(Campaign._meta.pk.column)}, %s, %s, %s, %s, %s, %s, %s "
+        f"FROM {qn(Campaign._meta.db_table)} WHERE {qn(Campaign._meta.pk.column)} IN ({ids_sql})"
+    )
+    params = [actor.pk if actor is not None else None, label, f"campaign.{to_status}", from_status, to_status]
+    params += [reason[:500], now, *ids_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@receiver(queue_paused, dispatch_uid="campaigns.pausing.on_queue_paused")
+def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", **kwargs) -> None:
+    """Running campaigns → paused (reason `breaker:<service>` or `queue`); pending and processing
+    jobs → paused. Four statements, none per row."""
+    now = timezone.now()
+    pause_reason = campaign_pause_reason(reason)
+    # Lock the running campaigns so none completes or is cancelled between reading and pausing
+    # (in pk order, so two lockers of the same rows cannot deadlock).
+    ids = list(
+        Campaign.objects.select_for_update()
+        .filter(status=CampaignStatus.RUNNING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        Campaign.objects.filter(pk__in=ids).update(
+            status=CampaignStatus.PAUSED, pause_reason=pause_reason, paused_at=now, updated_at=now
+        )
+        _events_insert(
+            ids,
+            from_status=CampaignStatus.RUNNING,
+            to_status=CampaignStatus.PAUSED,
+            reason=f"queue paused: {reason}",
+            actor=actor,
+            label=actor_label,
+            now=now,
+        )
+    # Every pending or processing job, whatever its campaign: no job starts while the queue is
+    # paused. A processing job's in-flight call may finish; it then records its own outcome.
+    Job.objects.filter(status__in=PAUSABLE_JOB_STATUSES).update(status=JobStatus.PAUSED, updated_at=now)
+
+
+@receiver(queue_resumed, dispatch_uid="campaigns.pausing.on_queue_resumed")
+def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> None:
+    """Campaigns paused by the queue, a breaker or one of their jobs → running; their paused jobs
+    → pending, re-enqueued after commit. Campaigns an operator paused stay paused, jobs too."""
+    now = timezone.now()
+    ids = list(
+        Campaign.objects.select_for_update()
+        .filter(QUEUE_RESUMABLE, status=CampaignStatus.PAUSED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not ids:
+        return
+    Campaign.objects.filter(pk__in=ids).update(status=CampaignStatus.RUNNING, pause_reason="", updated_at=now)
+    _events_insert(
+        ids,
+        from_status=CampaignStatus.PAUSED,
+        to_status=CampaignStatus.RUNNING,
+        reason="queue resumed",
+        actor=actor,
+        label=actor_label,
+        now=now,
+    )
+    Job.objects.filter(campaign_id__in=ids, status=JobStatus.PAUSED).update(status=JobStatus.PENDING, updated_at=now)
+    # One message per campaign, after commit; the workers enqueue the campaign's pending jobs.
+    campaigns_kick(ids)
+
+
+@receiver(queue_counts_requested, dispatch_uid="campaigns.pausing.queue_counts")
+def queue_counts(sender, **kwargs) -> dict[str, int]:
+    counts = Campaign.objects.aggregate(
+        running_campaigns=Count("pk", filter=Q(status=CampaignStatus.RUNNING)),
+        paused_campaigns=Count("pk", filter=Q(status=CampaignStatus.PAUSED)),
+    )
+    counts |= Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PAUSED]).aggregate(
+        pending_jobs=Count("pk", filter=Q(status=JobStatus.PENDING)),
+        processing_jobs=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
+        paused_jobs=Count("pk", filter=Q(status=JobStatus.PAUSED)),
+    )
+    return counts
+
+
+def job_pause(*, job_id: int, actor=None, reason: str = "") -> Job:
+    """Pause one job, and with it its campaign (reason `job`): a campaign never runs on while one
+    of its jobs is paused. The campaign then waits for the queue resume."""
+    campaign_id = Job.objects.values_list("campaign_id", flat=True).get(pk=job_id)
+    with transaction.atomic():
+        # Campaign first, then job: the same lock order as the queue cascade, so the two never
+        # deadlock each other.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if JobStatus.PAUSED not in JOB_TRANSITIONS.get(job.status, ()):
+            raise ApplicationError(
+                f"Cannot pause a {job.status} job.",
+                current_status=job.status,
+                allowed_transitions=list(JOB_TRANSITIONS.get(job.status, ())),
+            )
+        job.status = JobStatus.PAUSED
+        job.save(update_fields=["status", "updated_at"])
+        if campaign_can(campaign.status, CampaignStatus.PAUSED):
+            campaign_transition(
+                campaign_id=campaign.pk,
+                to_status=CampaignStatus.PAUSED,
+                actor=actor,
+                pause_reason=PauseReason.JOB,
+                reason=reason or f"job {job.pk} ({job.job_type}) paused",
+            )
+    return job

@@ -43,8 +43,8 @@ STATE_FIELDS = (
     "total_records",
 )
 
+# scheduled_at is not here: it is the launch time the operator chose, set by campaign_schedule.
 _TIMESTAMP_FOR = {
-    CampaignStatus.SCHEDULED: "scheduled_at",
     CampaignStatus.RUNNING: "started_at",
     CampaignStatus.PAUSED: "paused_at",
     CampaignStatus.COMPLETED: "completed_at",
@@ -164,7 +164,8 @@ def campaign_transition(
             raise _refuse(campaign, to_status)
         from_status = campaign.status
         campaign.status = to_status
-        setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
+        if to_status in _TIMESTAMP_FOR:
+            setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
         campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
         if status_message is not None:
             campaign.status_message = status_message[:500]
@@ -245,8 +246,19 @@ def campaign_cancel(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     return campaign
 
 
-def campaign_schedule(*, campaign_id, actor=None) -> Campaign:
-    return campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.SCHEDULED, actor=actor)
+def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign:
+    """Launch later: beat's launch_scheduled_campaigns starts it once scheduled_at has passed."""
+    launch_at = scheduled_at or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_transition(
+            campaign_id=campaign_id,
+            to_status=CampaignStatus.SCHEDULED,
+            actor=actor,
+            reason=f"launch at {launch_at.isoformat()}",
+        )
+        Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=launch_at)
+        campaign.scheduled_at = launch_at
+    return campaign
 
 
 def campaign_unschedule(*, campaign_id, actor=None) -> Campaign:

@@ -1,8 +1,9 @@
 from rest_framework.routers import DefaultRouter
 
+from . import api_pipeline
 from .api import CampaignViewSet
 
 router = DefaultRouter(trailing_slash="/?")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 
-urlpatterns = router.urls
+urlpatterns = api_pipeline.urlpatterns + router.urls

@@ -170,6 +170,8 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1)
 # Longer than the longest task, so a running task's message is not handed to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
 CELERY_RESULT_EXPIRES = 3600
+# Job outcomes live in the Job row; a million stored task results would only fill Redis.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -181,6 +183,11 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 2.0, minimum=0)
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30, minimum=0)
 JOB_STUCK_AFTER_SECONDS = env_int("JOB_STUCK_AFTER_SECONDS", 900, minimum=1)
+if JOB_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    # The reaper must never take back a job whose task may still be running.
+    raise ImproperlyConfigured(
+        f"JOB_STUCK_AFTER_SECONDS ({JOB_STUCK_AFTER_SECONDS}) must exceed CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
+    )
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 50, minimum=1)
 
 # --- Providers: a key switches the real client on; without one, the sandbox answers ----------

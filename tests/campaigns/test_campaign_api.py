@@ -356,3 +356,16 @@ def test_healthz_reports_database_and_redis(client, db):
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_schedule_sets_the_launch_time_and_refuses_a_past_one(alice_client, org):
+    campaign = CampaignFactory(organization=org)
+    past = alice_client.post(detail(campaign.pk, "schedule/"), {"scheduled_at": "2000-01-01T00:00:00Z"}, format="json")
+    assert past.status_code == 400 and "scheduled_at" in past.data
+    response = alice_client.post(
+        detail(campaign.pk, "schedule/"), {"scheduled_at": "2999-01-01T09:00:00Z"}, format="json"
+    )
+    assert response.status_code == 200
+    campaign.refresh_from_db()
+    assert campaign.status == "scheduled"
+    assert campaign.scheduled_at.year == 2999
