@@ -186,7 +186,8 @@ JOB_STUCK_AFTER_SECONDS = env_int("JOB_STUCK_AFTER_SECONDS", 900, minimum=1)
 if JOB_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
     # The reaper must never take back a job whose task may still be running.
     raise ImproperlyConfigured(
-        f"JOB_STUCK_AFTER_SECONDS ({JOB_STUCK_AFTER_SECONDS}) must exceed CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
+        f"JOB_STUCK_AFTER_SECONDS ({JOB_STUCK_AFTER_SECONDS}) must exceed "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
     )
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 50, minimum=1)
 

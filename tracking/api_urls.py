@@ -1,1 +1,29 @@
-urlpatterns: list = []
+"""Tracking API routes, included at /api/v1/ before campaigns.urls so that these win over the
+campaign router's detail routes. A trailing slash is optional, as on the campaign router."""
+
+from django.urls import re_path
+
+from . import api
+from .states import EventType
+
+urlpatterns = [
+    re_path(r"^campaigns/tracking/(?P<recipient_id>[^/]+)/events/?$", api.RecipientEventListView.as_view()),
+    *[
+        re_path(
+            rf"^campaigns/tracking/(?P<recipient_id>[^/]+)/{kind}/?$",
+            api.RecipientEventCreateView.as_view(event_type=kind),
+            name=f"tracking-recipient-{kind}",
+        )
+        for kind in (EventType.OPEN, EventType.CLICK, EventType.BOUNCE)
+    ],
+    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/recipients/?$", api.RecipientListView.as_view(), name="recipients"),
+    re_path(
+        r"^campaigns/(?P<campaign_id>[^/]+)/recipients/(?P<recipient_id>\d+)/?$",
+        api.RecipientDetailView.as_view(),
+        name="recipient-detail",
+    ),
+    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/test/?$", api.TestSendView.as_view(), name="campaign-test-send"),
+    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/stats/?$", api.StatsView.as_view(), name="campaign-stats"),
+    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/analytics/?$", api.AnalyticsView.as_view(), name="campaign-analytics"),
+    re_path(r"^webhooks/(?P<provider>[a-z0-9_-]+)/?$", api.WebhookView.as_view(), name="webhook"),
+]

@@ -45,18 +45,17 @@ def counters_add(*, campaign_id, metrics: Mapping[str, int]) -> None:
     if not items:
         return
     table = CampaignCounter._meta.db_table
-    campaign_value = CampaignCounter._meta.get_field("campaign").target_field.get_db_prep_value(
-        campaign_id, connection
-    )
+    campaign_value = CampaignCounter._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, connection)
     shard = random.randrange(COUNTER_SHARDS)
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(items))
     params = [p for metric, n in items for p in (campaign_value, metric, shard, n)]
+    # Only the model's table name and placeholders are formatted in; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} (campaign_id, metric, shard, value) VALUES {rows} "  # noqa: S608
+        f"ON CONFLICT (campaign_id, metric, shard) DO UPDATE SET value = {table}.value + excluded.value"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (campaign_id, metric, shard, value) VALUES {rows} "
-            f"ON CONFLICT (campaign_id, metric, shard) DO UPDATE SET value = {table}.value + excluded.value",
-            params,
-        )
+        cursor.execute(sql, params)
 
 
 def counters_read(*, campaign_id) -> dict[str, int]:

@@ -8,8 +8,9 @@ from email.utils import formataddr, make_msgid
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.template import Context, Engine
+from django.template import Context, Engine, TemplateSyntaxError
 from django.utils.html import escape, linebreaks, strip_tags
 
 from campaigns.models import Campaign, Lead
@@ -73,9 +74,7 @@ class LinkRegistry:
             Link.objects.bulk_create(
                 [Link(campaign_id=self.campaign_id, url=url) for url in missing], ignore_conflicts=True
             )
-            self.ids.update(
-                Link.objects.filter(campaign_id=self.campaign_id, url__in=missing).values_list("url", "id")
-            )
+            self.ids.update(Link.objects.filter(campaign_id=self.campaign_id, url__in=missing).values_list("url", "id"))
         return self.ids
 
 
@@ -96,16 +95,23 @@ def render_content(*, campaign: Campaign, context: dict) -> Content:
     """Subject and both bodies. Variables are escaped in the HTML part (autoescape on) and kept as
     given in the subject and the text part. A body without HTML tags is plain text: its HTML part
     is the escaped text with paragraphs and clickable links."""
-    subject = ENGINE.from_string(campaign.subject_template).render(Context(context, autoescape=False))
+    subject = _compile(campaign.subject_template, "subject_template").render(Context(context, autoescape=False))
     subject = " ".join(subject.split())  # a newline from a lead's field must not become a header break
-    body = campaign.body_template
-    if _HTML_TAG.search(body):
-        html_body = ENGINE.from_string(body).render(Context(context, autoescape=True))
+    body = _compile(campaign.body_template, "body_template")
+    if _HTML_TAG.search(campaign.body_template):
+        html_body = body.render(Context(context, autoescape=True))
         text = html.unescape(strip_tags(_ANCHOR.sub(lambda m: f"{m.group(3)} ({m.group(2)})", html_body)))
     else:
-        text = ENGINE.from_string(body).render(Context(context, autoescape=False))
+        text = body.render(Context(context, autoescape=False))
         html_body = linebreaks(_BARE_URL.sub(_anchor_for_bare_url, escape(text)))
     return Content(subject=subject, text=text.strip(), html=html_body)
+
+
+def _compile(source: str, field: str):
+    try:
+        return ENGINE.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ValidationError({field: [f"Template error: {exc}"]}) from exc
 
 
 def _anchor_for_bare_url(match: re.Match) -> str:
@@ -146,7 +152,9 @@ def add_tracking(content: Content, *, recipient: Recipient, links: LinkRegistry)
     return Content(subject=content.subject, text=text, html=html_body)
 
 
-def build_message(*, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None, connection=None):
+def build_message(
+    *, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None, connection=None
+):
     """The message and its Message-ID. With a recipient, it carries the one-click unsubscribe
     headers (RFC 8058) pointing at that recipient's token."""
     from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL

@@ -20,7 +20,6 @@ from django.core.mail import get_connection
 from django.db import connection as db
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
-from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from campaigns.dispatch import jobs_enqueue
@@ -97,7 +96,7 @@ def _provider_error(exc: Exception, *, delivery_uncertain: bool) -> ProviderErro
 
 
 def smtp_open(connection) -> None:
-    from integrations.sandbox import failure_injected, SandboxInjectedFailure  # noqa: F401
+    from integrations.sandbox import failure_injected
 
     if failure_injected("smtp"):
         error = ProviderConnectionError("smtp", "connection refused (failure injected by the operator)")
@@ -160,18 +159,22 @@ def recipients_claim(*, campaign_id, limit: int) -> list[int]:
     The conditional UPDATE is the claim: a row leaves `pending` once, so of two deliveries of the
     same job (or two jobs of the campaign) running at once, only the one whose UPDATE moved a row
     sends to it. SKIP LOCKED lets concurrent claims take disjoint rows instead of queueing on the
-    same ones and then finding them gone. Raw SQL because the ORM's update() returns no ids."""
+    same ones and then finding them gone. The MATERIALIZED CTE runs the LIMIT once (as a plain IN
+    subquery PostgreSQL may re-run it per row and claim more than `limit`). Raw SQL because the
+    ORM's update() returns no ids."""
     table = Recipient._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
     claimed_at = Recipient._meta.get_field("claimed_at").get_db_prep_value(timezone.now(), db)
     campaign = Recipient._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, db)
+    # Only the model's table name and a fixed clause are formatted in; every value is a parameter.
+    sql = (
+        f"WITH claim AS MATERIALIZED (SELECT id FROM {table} WHERE campaign_id = %s AND status = %s "  # noqa: S608
+        f"ORDER BY id LIMIT %s{skip_locked}) "
+        f"UPDATE {table} SET status = %s, claimed_at = %s WHERE status = %s AND id IN (SELECT id FROM claim) "
+        f"RETURNING id"
+    )
     with db.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, claimed_at = %s WHERE status = %s AND id IN ("
-            f"SELECT id FROM {table} WHERE campaign_id = %s AND status = %s ORDER BY id LIMIT %s{skip_locked}"
-            f") RETURNING id",
-            ["sending", claimed_at, "pending", campaign, "pending", limit],
-        )
+        cursor.execute(sql, [campaign, "pending", limit, "sending", claimed_at, "pending"])
         return sorted(row[0] for row in cursor.fetchall())
 
 
@@ -300,10 +303,9 @@ def _send_batch(*, campaign: Campaign, recipient_ids: list[int]) -> dict:
 def campaign_send_test(*, campaign: Campaign, to: str, actor=None) -> str:
     """One rendered sample to `to`: the campaign's first lead (or sample values) as variables, no
     tracking, no Recipient row. Returns the Message-ID."""
+    from campaigns.services import campaign_event_record
     from queue_control.errors import QueuePaused
     from queue_control.guard import guarded_call
-
-    from campaigns.services import campaign_event_record
 
     lead = campaign.leads.order_by("id").first()
     content = render_content(campaign=campaign, context=lead_context(lead) if lead else dict(SAMPLE_LEAD))
@@ -321,7 +323,3 @@ def campaign_send_test(*, campaign: Campaign, to: str, actor=None) -> str:
         raise ApplicationError(f"The mail server refused the test message: {refusal.code} {refusal.reply}")
     campaign_event_record(campaign=campaign, action="tracking.test_sent", actor=actor, reason=f"to {to}")
     return message_id
-
-
-def _template_errors(exc: TemplateSyntaxError) -> ValidationError:
-    return ValidationError(str(exc))

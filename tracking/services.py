@@ -304,4 +304,3 @@ def recipients_fail_suppressed(*, campaign: Campaign) -> int:
         & Q(Exists(suppressed_emails(organization_id=campaign.organization_id).filter(email=OuterRef("email")))),
         last_error="Not sent: the address is on the organization's suppression list.",
     )
-
