@@ -54,8 +54,9 @@ def main() -> int:
     }
 
     manage = [PY, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, cwd=ROOT)
-    subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT)
+    print("Migrating the SQLite database…", flush=True)
+    subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], env=env, check=True, cwd=ROOT)
+    seeded = subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT, capture_output=True, text=True)
 
     celery = [PY, "-m", "celery", "-A", "campaigns_project"]
     commands = {
@@ -71,7 +72,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{PORT}"
     print(
         f"\n  Admin:    {base}/admin/\n  API:      {base}/api/v1/\n  API docs: {base}/api/docs/\n"
-        f"  Health:   {base}/healthz\n  Mail:     {RUN_DIR / 'mail'}\n\nCtrl-C stops everything.\n",
+        f"  Health:   {base}/healthz\n  Mail:     {RUN_DIR / 'mail'}\n\n{seeded.stdout}\nCtrl-C stops everything.\n",
         flush=True,
     )
 

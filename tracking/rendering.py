@@ -47,7 +47,7 @@ def lead_context(lead: Lead) -> dict:
     context = {field: getattr(lead, field) for field in LEAD_FIELDS}
     context["full_name"] = " ".join(part for part in (lead.first_name, lead.last_name) if part)
     context["enrichment"] = lead.enrichment or {}
-    context["personalization"] = (lead.enrichment or {}).get("personalization", "")
+    context["personalization"] = (lead.enrichment or {}).get("line", "")  # written by enrich_lead
     return context
 
 

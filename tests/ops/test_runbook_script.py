@@ -26,9 +26,7 @@ def run_script(tmp_path, *args):
         LOG_FILE=str(tmp_path / "smoke.log"),
         REPORT=str(tmp_path / "report.json"),
     )
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
-    )
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
 def test_help_explains_the_options_and_exit_codes(tmp_path):
