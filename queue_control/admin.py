@@ -1,0 +1,100 @@
+"""The operators' Queue control page (inside the admin, staff only) and the read-only history."""
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from campaigns_project.errors import ApplicationError
+
+from . import selectors, services
+from .models import QueueEvent
+
+
+@admin.register(QueueEvent)
+class QueueEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "service", "reason", "actor_label"]
+    list_filter = ["kind", "service"]
+    search_fields = ["reason", "actor_label"]
+    list_select_related = ["actor"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["kind", "service", "reason", "actor", "actor_label", "created_at", "details"]
+
+    # History is append-only: it is written by the services, never edited by hand.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+def _back() -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("admin:queue_control"))
+
+
+def queue_control_view(request: HttpRequest) -> HttpResponse:
+    status = selectors.queue_status()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Queue control",
+        "status": status,
+        "history": selectors.queue_history(limit=25),
+    }
+    return TemplateResponse(request, "queue_control/admin/queue_control.html", context)
+
+
+@require_POST
+def queue_pause_view(request: HttpRequest) -> HttpResponse:
+    reason = request.POST.get("reason", "").strip()[:500]
+    if reason.startswith("breaker:"):  # as in the API: an operator's pause must not pose as a breaker's
+        messages.error(request, "Reasons starting with 'breaker:' are reserved for circuit breakers.")
+        return _back()
+    services.queue_pause(reason=reason, actor=request.user)
+    messages.success(request, "Queue paused: running campaigns and their pending jobs are paused.")
+    return _back()
+
+
+@require_POST
+def queue_resume_view(request: HttpRequest) -> HttpResponse:
+    try:
+        services.queue_resume(actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Queue resumed: campaigns paused by the queue are running again.")
+    return _back()
+
+
+@require_POST
+def breaker_reset_view(request: HttpRequest, service: str) -> HttpResponse:
+    if service not in settings.SERVICES:
+        raise Http404(f"No circuit breaker {service!r}")
+    try:
+        services.breaker_reset(service=service, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Circuit breaker {service} reset to closed. The queue stays paused until you resume it."
+        )
+    return _back()
+
+
+def _queue_control_urls() -> list:
+    view = admin.site.admin_view  # staff only, redirects anonymous users to the admin login
+    return [
+        path("queue-control/", view(queue_control_view), name="queue_control"),
+        path("queue-control/pause/", view(queue_pause_view), name="queue_control_pause"),
+        path("queue-control/resume/", view(queue_resume_view), name="queue_control_resume"),
+        path("queue-control/breakers/<str:service>/reset/", view(breaker_reset_view), name="queue_control_reset"),
+    ]
+
+
+_stock_get_urls = admin.site.get_urls
+# The default AdminSite has no hook for extra pages; put ours in front of its own URLs.
+admin.site.get_urls = lambda: _queue_control_urls() + _stock_get_urls()

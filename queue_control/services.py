@@ -1,0 +1,157 @@
+"""Every change to the queue latch and the breakers goes through here: the API, the admin page,
+the guard and management commands call these same functions."""
+
+import logging
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns_project.errors import ApplicationError
+
+from . import breakers
+from .gate import mirror_set, mirror_sync
+from .models import QueueEvent, QueueState
+from .selectors import breaker_get, breakers_not_closed
+from .signals import queue_paused, queue_resumed
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "system"
+
+
+def _label(actor, actor_label: str) -> str:
+    if actor_label:
+        return actor_label[:150]
+    return actor.get_username() if actor is not None else SYSTEM
+
+
+def _latch_locked() -> QueueState:
+    # Row lock on the latch: concurrent pauses (two breakers tripping at once) and resumes queue
+    # up behind each other, so each one sees the state the previous one committed. Without it two
+    # pauses could both see "active", both write their reason and both cascade.
+    latch, _ = QueueState.objects.select_for_update().get_or_create(pk=1)
+    return latch
+
+
+def queue_pause(*, reason: str, actor=None, actor_label: str = "") -> QueueState:
+    """Latch the queue paused and, in the same transaction, pause every running campaign and every
+    pending or processing job (through the queue_paused receivers). Idempotent: a second pause
+    keeps the first reason and writes no second event, but still sweeps anything left running."""
+    reason = (reason or "").strip()[:500] or "manual"
+    label = _label(actor, actor_label)
+    # Before the transaction, even before waiting for the lock: from now on no gate check lets a
+    # new external call start. Pausing early is safe; only activating must wait for the commit.
+    mirror_set(QueueState.State.PAUSED)
+    with transaction.atomic():
+        latch = _latch_locked()
+        if latch.is_active:
+            latch.state = QueueState.State.PAUSED
+            latch.reason = reason
+            latch.changed_by = actor
+            latch.changed_by_label = label
+            latch.changed_at = timezone.now()
+            latch.save()
+            QueueEvent.objects.create(kind=QueueEvent.Kind.QUEUE_PAUSED, reason=reason, actor=actor, actor_label=label)
+        queue_paused.send(sender=QueueState, reason=latch.reason, actor=actor, actor_label=label)
+        transaction.on_commit(mirror_sync)
+    return latch
+
+
+def queue_resume(*, actor, actor_label: str = "") -> QueueState:
+    """Set the queue active and wake what the queue paused, unless a breaker is not closed; then
+    refuse (409) naming every one, and record the refusal."""
+    label = _label(actor, actor_label)
+    with transaction.atomic():
+        latch = _latch_locked()
+        # Read under the latch lock: a breaker opening now pauses after us, never in between.
+        blocking = breakers_not_closed()
+        if not blocking:
+            was = latch.state
+            latch.state = QueueState.State.ACTIVE
+            latch.reason = ""
+            latch.changed_by = actor
+            latch.changed_by_label = label
+            latch.changed_at = timezone.now()
+            latch.save()
+            # Sent even when the latch was already active: campaigns paused for a job wait for
+            # a queue resume too.
+            queue_resumed.send(sender=QueueState, actor=actor, actor_label=label)
+            QueueEvent.objects.create(
+                kind=QueueEvent.Kind.QUEUE_RESUMED, actor=actor, actor_label=label, details={"was": was}
+            )
+            # Only after the commit: a gate that said "active" before it would let calls start
+            # while campaigns and jobs are still paused, or for good if the transaction failed.
+            transaction.on_commit(mirror_sync)
+            return latch
+
+    message = "; ".join(
+        f"Cannot resume: circuit breaker {service} is open"
+        if state == breakers.OPEN
+        else f"Cannot resume: circuit breaker {service} is {state} (Redis cannot be read)"
+        for service, state in blocking.items()
+    )
+    QueueEvent.objects.create(
+        kind=QueueEvent.Kind.QUEUE_RESUME_REFUSED,
+        reason=message[:500],
+        actor=actor,
+        actor_label=label,
+        details={"open_breakers": list(blocking), "states": blocking},
+    )
+    raise ApplicationError(message, open_breakers=list(blocking))
+
+
+def _known_service(service: str) -> None:
+    if service not in settings.SERVICES:
+        raise ApplicationError(f"Unknown service {service!r}.", services=list(settings.SERVICES))
+
+
+def breaker_reset(*, service: str, actor, actor_label: str = "") -> dict:
+    """Close the breaker and forget its failures. Nothing else changes: the queue, its campaigns
+    and jobs stay paused until an operator resumes the queue."""
+    _known_service(service)
+    label = _label(actor, actor_label)
+    before = breaker_get(service=service)
+    try:
+        with transaction.atomic():
+            QueueEvent.objects.create(
+                kind=QueueEvent.Kind.BREAKER_RESET,
+                service=service,
+                actor=actor,
+                actor_label=label,
+                details={k: before[k] for k in ("state", "failures", "last_error")},
+            )
+            breakers.breaker_close(service)  # last: if Redis refuses, the event rolls back
+    except redis.RedisError:
+        raise ApplicationError(f"Cannot reset circuit breaker {service}: Redis cannot be reached.") from None
+    return breaker_get(service=service)
+
+
+def breaker_failure_record(*, service: str, error: BaseException | str, trips_immediately: bool = False) -> bool:
+    """Count a failure of the service. The one call that opens the breaker records it and pauses
+    the queue (reason `breaker:<service>`); returns True for that call only."""
+    _known_service(service)
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    opened, failures = breakers.breaker_failure_count(service, message, trips_immediately=trips_immediately)
+    if opened:
+        logger.warning("Circuit breaker %s opened after %s failure(s): %s", service, failures, message)
+        with transaction.atomic():
+            QueueEvent.objects.create(
+                kind=QueueEvent.Kind.BREAKER_OPENED,
+                service=service,
+                reason=message[:500],
+                actor_label=SYSTEM,
+                details={
+                    "failures": failures,
+                    "threshold": settings.BREAKERS[service]["threshold"],
+                    "trips_immediately": trips_immediately,
+                },
+            )
+            queue_pause(reason=f"breaker:{service}", actor=None, actor_label=SYSTEM)
+    return opened
+
+
+def breaker_trip(*, service: str, error: str = "tripped by hand") -> bool:
+    """Open a breaker at once, as a quota error would (tests and demos)."""
+    return breaker_failure_record(service=service, error=error, trips_immediately=True)

@@ -1,0 +1,108 @@
+"""Races between workers and the latch, with real commits and one database connection per thread."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from campaigns.models import Campaign, CampaignEvent, Job
+from integrations.errors import ServerError
+from queue_control.errors import QueuePaused
+from queue_control.guard import guarded_call
+from queue_control.models import QueueEvent, QueueState
+from queue_control.services import queue_pause
+from tests.factories import CampaignFactory, JobFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def in_thread(fn):
+    """Run fn in a thread with its own database connection; return what it returned or raised."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 (handed back to the test)
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    return outcome
+
+
+def test_a_worker_racing_a_pause_never_starts_a_call_after_the_pause_commits():
+    CampaignFactory(status="running")
+    starts: list[float] = []
+    refused = threading.Event()
+    stop = threading.Event()
+
+    def provider_call():
+        starts.append(time.monotonic())
+        time.sleep(0.001)
+
+    def worker():
+        while not stop.is_set():
+            try:
+                guarded_call("apollo", provider_call)
+            except QueuePaused:
+                refused.set()
+        connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(0.05)  # the worker is busy calling the provider
+    assert starts
+
+    queue_pause(reason="manual")  # commits (no outer transaction in this test)
+    committed_at = time.monotonic()
+    assert refused.wait(5)
+    time.sleep(0.05)  # the worker keeps trying after the commit
+    stop.set()
+    thread.join(5)
+
+    assert all(started < committed_at for started in starts)
+
+    # A fresh worker (its own connection) after the commit: refused, the provider never called.
+    called = []
+    outcome = in_thread(lambda: guarded_call("openai", called.append, 1))
+    assert isinstance(outcome.get("error"), QueuePaused)
+    assert called == []
+
+
+def test_two_breakers_tripping_at_once_leave_one_consistent_paused_state(thresholds):
+    thresholds(apollo=1, openai=1)
+    campaigns = [CampaignFactory(status="running") for _ in range(5)]
+    for campaign in campaigns:
+        JobFactory.create_batch(4, campaign=campaign, status="pending")
+    both_in_flight = threading.Barrier(2, timeout=5)
+
+    def trip(service):
+        def fail():
+            both_in_flight.wait()  # both calls passed the gate; now both fail together
+            raise ServerError(service, "503")
+
+        return lambda: guarded_call(service, fail)
+
+    threads = [threading.Thread(target=in_thread, args=(trip(s),)) for s in ("apollo", "openai")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    latch = QueueState.get()
+    assert latch.state == "paused"
+    assert latch.reason in ("breaker:apollo", "breaker:openai")
+    assert QueueEvent.objects.filter(kind="queue.paused").count() == 1
+    assert sorted(QueueEvent.objects.filter(kind="breaker.opened").values_list("service", flat=True)) == [
+        "apollo",
+        "openai",
+    ]
+    # Every campaign paused once, all with the reason the latch kept; every job paused.
+    assert set(Campaign.objects.values_list("status", "pause_reason")) == {("paused", latch.reason)}
+    assert CampaignEvent.objects.filter(action="campaign.paused").count() == len(campaigns)
+    assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
