@@ -153,8 +153,13 @@ class Lead(models.Model):
 
 
 class Job(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
+    # No single-column indexes on the foreign keys: (campaign, status, id) and the unique
+    # (lead, job_type) serve those lookups, and every extra index is written again for each of a
+    # million rows a queue pause moves.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs", db_index=False)
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs", db_index=False
+    )
     job_type = models.CharField(max_length=32, choices=JobType.choices)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -169,9 +174,7 @@ class Job(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["campaign", "status"], name="job_campaign_status"),
             models.Index(fields=["status", "updated_at"], name="job_status_updated"),
-            models.Index(fields=["created_at"], name="job_created"),
             # The pipeline's phase checks: "any active job of these types left?" and the progress count.
             models.Index(fields=["campaign", "job_type", "status"], name="job_campaign_type_status"),
             # dispatch_campaign walks a campaign's pending jobs in id order, a chunk at a time.

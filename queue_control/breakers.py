@@ -1,6 +1,6 @@
 """Circuit breakers, one per service, with their state in Redis so every process shares it.
 
-Why not pybreaker: see queue_control/DECISION.md. In short, its open state half-opens by itself,
+Why not pybreaker: see docs/decisions.md, "Circuit breakers". In short, its open state half-opens by itself,
 its Redis storage reads "closed" when Redis errors or a key vanishes, and the closed→open edge is
 not atomic, so several workers can each observe it. Here one Lua script counts the failure and
 opens the breaker in one step, so exactly one caller sees the edge, and nothing but

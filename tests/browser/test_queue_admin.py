@@ -13,7 +13,8 @@ from tests.factories import CampaignFactory, JobFactory
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls here are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # noqa: E402
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

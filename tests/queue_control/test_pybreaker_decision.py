@@ -1,4 +1,4 @@
-"""Why queue_control does not use pybreaker's CircuitRedisStorage (queue_control/DECISION.md).
+"""Why queue_control does not use pybreaker's CircuitRedisStorage (docs/decisions.md, "Circuit breakers").
 
 Each test pins down one behaviour of pybreaker 1.4 that breaks a rule of DESIGN §4, next to the
 test showing our breaker keeps that rule. If pybreaker changes, these tests say so.
@@ -7,6 +7,7 @@ test showing our breaker keeps that rule. If pybreaker changes, these tests say 
 import threading
 import time
 
+import pybreaker  # noqa: E402  (a dev dependency, kept for this evidence)
 import pytest
 import redis
 from django.conf import settings
@@ -15,8 +16,6 @@ from redis.retry import Retry
 
 from queue_control import breakers
 from queue_control.selectors import breaker_state
-
-pybreaker = pytest.importorskip("pybreaker")
 
 
 @pytest.fixture
