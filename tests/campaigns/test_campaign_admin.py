@@ -72,3 +72,56 @@ def test_buttons_need_post_and_staff(admin_client_logged_in, org):
     assert Client().post(url).status_code == 302  # anonymous: sent to the login page
     campaign.refresh_from_db()
     assert campaign.status == "running"
+
+
+def change_form_data(campaign, **overrides):
+    data = {
+        "organization": campaign.organization_id,
+        "name": campaign.name,
+        "description": "",
+        "search_url": campaign.search_url,
+        "lead_count": campaign.lead_count,
+        "channel": campaign.channel,
+        "from_name": campaign.from_name,
+        "from_email": campaign.from_email,
+        "reply_to": "",
+        "subject_template": campaign.subject_template,
+        "body_template": campaign.body_template,
+        "send_rate_per_minute": campaign.send_rate_per_minute,
+        "events-TOTAL_FORMS": "0",
+        "events-INITIAL_FORMS": "0",
+        **overrides,
+    }
+    return data
+
+
+def test_saving_a_draft_in_the_admin_goes_through_the_service(admin_client_logged_in, org, staff):
+    campaign = CampaignFactory(organization=org, name="Before")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    response = admin_client_logged_in.post(url, change_form_data(campaign, name="After"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    campaign.refresh_from_db()
+    assert campaign.name == "After"
+    assert campaign.events.get(action="campaign.updated").actor == staff
+
+
+def test_a_running_campaign_is_read_only_in_the_admin(admin_client_logged_in, org):
+    campaign = CampaignFactory(organization=org, name="Frozen", status="running")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    assert 'name="name"' not in admin_client_logged_in.get(url).content.decode()
+    admin_client_logged_in.post(url, change_form_data(campaign, name="Changed"))
+    campaign.refresh_from_db()
+    assert campaign.name == "Frozen"
+
+
+def test_deleting_in_the_admin_is_soft_and_refused_while_running(admin_client_logged_in, org):
+    running = CampaignFactory(organization=org, status="running")
+    done = CampaignFactory(organization=org, status="completed")
+    delete = lambda c: admin_client_logged_in.post(  # noqa: E731
+        reverse("admin:campaigns_campaign_delete", args=[c.pk]), {"post": "yes"}
+    )
+    assert delete(running).status_code == 403
+    assert delete(done).status_code == 302
+    done.refresh_from_db()
+    running.refresh_from_db()
+    assert done.deleted_at is not None and running.deleted_at is None
