@@ -71,24 +71,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [CampaignEventInline]
-    readonly_fields = [
-        "status",
-        "pause_reason",
-        "phase",
-        "progress",
-        "status_message",
-        "status_error",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "paused_at",
-        "completed_at",
-        "failed_at",
-        "cancelled_at",
-        "instantly_campaign_id",
-        "file_name",
-        "total_records",
-    ]
+    readonly_fields = list(services.STATE_FIELDS)  # only services move state
     fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("State", {"fields": ["status", "pause_reason", "phase", "progress", "status_message", "status_error"]}),

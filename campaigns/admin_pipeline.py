@@ -9,6 +9,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from campaigns_project.admin import ReadOnlyAdminMixin
+
 from .jobs import job_counts
 from .models import Campaign, Job, Lead
 from .states import CAMPAIGN_FINAL_STATUSES
@@ -67,7 +69,7 @@ class CampaignFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Jobs are the pipeline's record: operators read them; services alone change them."""
 
     list_display = ["id", "job_type", "status", "campaign", "lead", "attempts", "error_summary", "updated_at"]
@@ -82,15 +84,6 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def error_summary(self, job: Job) -> str:
         return job.last_error[:120]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Lead)

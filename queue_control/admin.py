@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from campaigns_project.admin import ReadOnlyAdminMixin
 from campaigns_project.errors import ApplicationError
 
 from . import selectors, services
@@ -14,23 +15,13 @@ from .models import QueueEvent
 
 
 @admin.register(QueueEvent)
-class QueueEventAdmin(admin.ModelAdmin):
+class QueueEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "service", "reason", "actor_label"]
     list_filter = ["kind", "service"]
     search_fields = ["reason", "actor_label"]
     list_select_related = ["actor"]
     date_hierarchy = "created_at"
     readonly_fields = ["kind", "service", "reason", "actor", "actor_label", "created_at", "details"]
-
-    # History is append-only: it is written by the services, never edited by hand.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 def _back() -> HttpResponseRedirect:
