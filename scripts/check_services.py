@@ -18,7 +18,9 @@ def main() -> int:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     failures = []
     try:
-        psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), connect_timeout=3).close()
+        # The maintenance database, as Django uses to create test_<name>: the named one may not exist.
+        params = psycopg.conninfo.conninfo_to_dict(database_url.replace("postgres://", "postgresql://", 1))
+        psycopg.connect(**{**params, "dbname": "postgres"}, connect_timeout=3).close()
     except Exception as exc:
         failures.append(("PostgreSQL", database_url, exc))
     try:
