@@ -22,12 +22,17 @@ from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from campaigns.dispatch import jobs_enqueue
+from campaigns.jobs import JobIncomplete
 from campaigns.models import Campaign
 from campaigns.registry import PermanentJobError, RetryableJobError, job_handler, outreach_launcher
+from campaigns.services import campaign_event_record
 from campaigns.states import CampaignStatus
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
+from integrations.ratelimit import TokenBucket
+from integrations.sandbox import failure_injected
+from queue_control.errors import QueuePaused
+from queue_control.guard import guarded_call
 
 from . import services
 from .models import Recipient, Suppression
@@ -96,8 +101,6 @@ def _provider_error(exc: Exception, *, delivery_uncertain: bool) -> ProviderErro
 
 
 def smtp_open(connection) -> None:
-    from integrations.sandbox import failure_injected
-
     if failure_injected("smtp"):
         error = ProviderConnectionError("smtp", "connection refused (failure injected by the operator)")
         error.delivery_uncertain = False
@@ -194,8 +197,6 @@ def _wait_for_send_slot(bucket, deadline: float) -> None:
 
 
 def _send_bucket(campaign: Campaign):
-    from integrations.ratelimit import TokenBucket
-
     per_minute = campaign.send_rate_per_minute
     # A burst of one second's worth: the limit holds across all workers sending this campaign.
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
@@ -213,9 +214,6 @@ def send_email_job(*, job) -> dict:
 
 
 def _send_batch(*, campaign: Campaign, recipient_ids: list[int]) -> dict:
-    from queue_control.errors import QueuePaused
-    from queue_control.guard import guarded_call
-
     recipients = list(Recipient.objects.filter(pk__in=recipient_ids).select_related("lead").order_by("id"))
     untouched = {r.pk for r in recipients}  # claimed but never handed to the server: safe to release
     result = {"claimed": len(recipients), "sent": 0, "failed": 0, "bounced": 0}
@@ -289,10 +287,9 @@ def _send_batch(*, campaign: Campaign, recipient_ids: list[int]) -> dict:
                 campaign_id=campaign.pk, to_status=RecipientStatus.PENDING, ids=untouched, claimed_at=None
             )
     if untouched and result.get("stopped") in ("rate limit", CampaignStatus.PAUSED):
-        # The rest waits for a job of its own: created now, it keeps the phase open, and a paused
-        # campaign's resume wakes it.
-        result["continued_in_jobs"] = services.send_jobs_create(campaign_id=campaign.pk, recipient_count=len(untouched))
-        jobs_enqueue(result["continued_in_jobs"])
+        # The job goes back to pending without using an attempt: it runs again at once (rate limit)
+        # or, for a paused campaign, its claim waits for the resume.
+        raise JobIncomplete(f"{len(untouched)} recipients left: {result['stopped']}")
     result["released"] = len(untouched)
     return result
 
@@ -303,10 +300,6 @@ def _send_batch(*, campaign: Campaign, recipient_ids: list[int]) -> dict:
 def campaign_send_test(*, campaign: Campaign, to: str, actor=None) -> str:
     """One rendered sample to `to`: the campaign's first lead (or sample values) as variables, no
     tracking, no Recipient row. Returns the Message-ID."""
-    from campaigns.services import campaign_event_record
-    from queue_control.errors import QueuePaused
-    from queue_control.guard import guarded_call
-
     lead = campaign.leads.order_by("id").first()
     content = render_content(campaign=campaign, context=lead_context(lead) if lead else dict(SAMPLE_LEAD))
     content.subject = f"[Test] {content.subject}"

@@ -1,0 +1,264 @@
+"""Open pixel throughput under gunicorn, against a bare Django view served the same way.
+
+    .venv/bin/python benchmarks/pixel.py
+
+Target: the pixel serves at least 70% of the bare view's requests per second, and every pixel
+request is recorded (open events in the database == pixel requests sent).
+
+Gunicorn (2 gthread workers, 4 threads each) serves the app on a loopback port with
+benchmarks.bench_settings (the real settings plus `/bare`, the pixel's answer without recording)
+against a dedicated PostgreSQL database (BENCH_PIXEL_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/bench_pixel), migrated and seeded with a campaign of
+recipients. wrk (apt install wrk) is the load generator, in its own process, the pixel requests
+with real tokens picked at random. wrk runs for a fixed time, not a fixed count (its threads cannot
+end a run early), so every run lasts the same and the script counts exactly what it sent. Runs
+alternate bare, pixel, bare, pixel, ... and the medians are compared.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATABASE_URL = os.environ.get("BENCH_PIXEL_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_pixel")
+RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))  # per run
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+WRK_THREADS = 2
+WORKERS, WORKER_THREADS = 2, 4
+TARGET_RATIO = 0.70
+
+SERVER_ENV = {
+    "DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings",
+    "DATABASE_URL": DATABASE_URL,
+    "DEBUG": "false",
+    "TESTING": "false",
+    "SECRET_KEY": "benchmark-only-secret-key",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update(SERVER_ENV)
+
+WRK_SCRIPT = r"""
+wrk.headers["User-Agent"] = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari"
+local threads = {}
+local mode = os.getenv("MODE")
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+end
+
+function init(args)
+  tokens = {}
+  for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+  sent, completed, bad = 0, 0, 0
+  math.randomseed(os.time() * 100 + id)
+end
+
+function request()
+  sent = sent + 1
+  if mode == "bare" then return wrk.format("GET", "/bare") end
+  return wrk.format("GET", "/t/o/" .. tokens[math.random(#tokens)] .. ".gif")
+end
+
+function response(status, headers, body)
+  completed = completed + 1
+  if status ~= 200 then bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  local s, c, b = 0, 0, 0
+  for _, t in ipairs(threads) do s = s + t:get("sent"); c = c + t:get("completed"); b = b + t:get("bad") end
+  io.write(string.format("RESULT sent=%d completed=%d bad=%d errors=%d duration_us=%d p99_us=%d\n",
+    s, c, b, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.duration, latency:percentile(99)))
+end
+"""
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def seed():
+    """A campaign with RECIPIENTS sent recipients, and no events yet."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, Organization
+    from tracking.models import CampaignCounter, EmailEvent, Recipient
+
+    call_command("migrate", verbosity=0)
+    org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    campaign = Campaign.objects.filter(organization=org, name="pixel benchmark").first()
+    if campaign is None:
+        campaign = Campaign.objects.create(organization=org, name="pixel benchmark", status="running")
+    EmailEvent.objects.filter(campaign=campaign).delete()
+    CampaignCounter.objects.filter(campaign=campaign).delete()
+    Recipient.objects.filter(campaign=campaign).delete()
+    sent_at = timezone.now()
+    Recipient.objects.bulk_create(
+        [
+            Recipient(campaign=campaign, email=f"r{i}@example.org", status="sent", sent_at=sent_at)
+            for i in range(RECIPIENTS)
+        ],
+        batch_size=5000,
+    )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE tracking_recipient")
+    return campaign, list(Recipient.objects.filter(campaign=campaign).values_list("token", flat=True))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(port: int, access_log: Path) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "campaigns_project.wsgi:application",
+            "--chdir",
+            str(ROOT),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(WORKER_THREADS),
+            # The access log counts the requests that reached the app: wrk's own count includes
+            # one request per run that it built but never wrote when its timer ran out.
+            "--access-logfile",
+            str(access_log),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **SERVER_ENV},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bare", timeout=1) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not answer on /bare within 30 s")
+
+
+def run_wrk(port: int, mode: str, seconds: int, script: Path, tokens: Path) -> dict:
+    env = {**os.environ, "MODE": mode, "TOKENS": str(tokens)}
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(WRK_THREADS),
+            "-c",
+            str(CONNECTIONS),
+            "-d",
+            f"{seconds}s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"RESULT (.*)", out)
+    if match is None:
+        raise SystemExit(f"wrk printed no result:\n{out}")
+    result = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    result["rps"] = result["completed"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install wrk")
+    ensure_database(DATABASE_URL)
+    import django
+
+    django.setup()
+    from tracking.models import EmailEvent
+
+    campaign, tokens = seed()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pixel-"))
+    tokens_file, script = workdir / "tokens.txt", workdir / "pixel.lua"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    script.write_text(WRK_SCRIPT)
+
+    port = free_port()
+    # A SIGTERM (a timeout) unwinds through the finally below, so gunicorn is never left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    access_log = workdir / "access.log"
+    server = start_gunicorn(port, access_log)
+    pixel_sent = 0
+    results: dict[str, list[dict]] = {"bare": [], "pixel": []}
+    try:
+        # Warm-up: connections, caches, imports.
+        run_wrk(port, "bare", 3, script, tokens_file)
+        pixel_sent += run_wrk(port, "pixel", 3, script, tokens_file)["sent"]
+        for _ in range(ROUNDS):
+            for mode in ("bare", "pixel"):
+                result = run_wrk(port, mode, SECONDS, script, tokens_file)
+                results[mode].append(result)
+                if mode == "pixel":
+                    pixel_sent += result["sent"]
+                print(
+                    f"{mode:5}  {result['rps']:8.0f} req/s  sent {result['sent']:6}  completed {result['completed']:6}"
+                    f"  non-200 {result['bad']}  socket errors {result['errors']}"
+                    f"  p99 {result['p99_us'] / 1000:.1f} ms",
+                    flush=True,
+                )
+        time.sleep(1)  # let the last in-flight requests finish before counting
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        served = sum(1 for line in access_log.open() if '"GET /t/o/' in line)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    bare = statistics.median(r["rps"] for r in results["bare"])
+    pixel = statistics.median(r["rps"] for r in results["pixel"])
+    ratio = pixel / bare
+    recorded = EmailEvent.objects.filter(campaign=campaign, type="open").count()
+    failures = sum(r["bad"] + r["errors"] for r in results["pixel"])
+    print(f"\nbare view  median {bare:8.0f} req/s")
+    print(f"open pixel median {pixel:8.0f} req/s   ratio {ratio:.0%} (target >= {TARGET_RATIO:.0%})")
+    print(
+        f"pixel requests: built by wrk {pixel_sent}, served by gunicorn {served}, open events recorded {recorded},"
+        f" failed answers {failures}"
+    )
+    ok = ratio >= TARGET_RATIO and recorded == served and failures == 0
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

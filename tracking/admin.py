@@ -1,0 +1,115 @@
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from . import selectors, services
+from .models import EmailEvent, Link, Recipient, Suppression
+from .states import RecipientStatus
+
+
+class StuckInSendingFilter(admin.SimpleListFilter):
+    """Recipients claimed by a send job long ago and never marked sent: the server may or may not
+    have accepted them, so they are shown to an operator instead of being resent."""
+
+    title = "stuck in sending"
+    parameter_name = "stuck"
+
+    def lookups(self, request, model_admin):
+        minutes = int(selectors.STUCK_SENDING_AFTER / timedelta(minutes=1))
+        return [("yes", f"In sending for more than {minutes} minutes")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(pk__in=selectors.recipients_stuck_in_sending(now=timezone.now()).values("pk"))
+        return queryset
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    list_display = ["email", "campaign", "status", "claimed_at", "sent_at", "first_human_opened_at", "last_error"]
+    list_filter = ["status", StuckInSendingFilter]
+    list_select_related = ["campaign"]
+    search_fields = ["email", "message_id"]
+    raw_id_fields = ["campaign", "lead"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Recipient._meta.fields]
+    actions = ["release_to_pending", "mark_failed"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # recipients come from the launcher or the API, which dedupe and suppress
+
+    @admin.action(description="Resend: put stuck-in-sending recipients back to pending (after checking the mail logs)")
+    def release_to_pending(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
+        released = services.recipients_release(
+            recipient_ids=queryset.filter(status=RecipientStatus.SENDING).values_list("pk", flat=True),
+            actor=request.user,
+        )
+        skipped = queryset.count() - released
+        self.message_user(request, f"{released} recipient(s) put back to pending.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} skipped: only recipients in sending can be.", messages.WARNING)
+
+    @admin.action(description="Mark stuck-in-sending recipients as failed (not delivered, do not resend)")
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
+        failed = 0
+        rows = queryset.filter(status=RecipientStatus.SENDING).values_list("campaign_id", "pk")
+        by_campaign: dict = {}
+        for campaign_id, pk in rows:
+            by_campaign.setdefault(campaign_id, []).append(pk)
+        for campaign_id, ids in by_campaign.items():  # one UPDATE per campaign: counters are per campaign
+            failed += services.recipients_transition(
+                campaign_id=campaign_id,
+                to_status=RecipientStatus.FAILED,
+                ids=ids,
+                where=None,
+                last_error=f"Marked failed by {request.user.get_username()} after being stuck in sending.",
+            )
+        self.message_user(request, f"{failed} recipient(s) marked failed.", messages.SUCCESS)
+
+
+@admin.register(EmailEvent)
+class EmailEventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "type", "is_machine", "recipient", "campaign", "link", "source", "user_agent"]
+    list_filter = ["type", "is_machine", "source"]
+    list_select_related = ["recipient", "campaign", "link"]
+    search_fields = ["recipient__email", "provider_event_id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ["email", "organization", "reason", "created_at"]
+    list_filter = ["reason", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["email"]
+    fields = ["organization", "email", "reason"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization", "email", "reason"] if obj else []
+
+    def save_model(self, request, obj: Suppression, form, change: bool) -> None:
+        obj.email = services.normalize_email(obj.email)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Link)
+class LinkAdmin(admin.ModelAdmin):
+    list_display = ["url", "campaign", "created_at"]
+    list_select_related = ["campaign"]
+    search_fields = ["url"]
+    readonly_fields = ["campaign", "url", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
