@@ -5,9 +5,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from campaigns.admin import CAMPAIGN_PANELS
+from campaigns_project.admin import ReadOnlyAdminMixin
+
 from . import selectors, services
+from .admin_panels import campaign_stats_panel
 from .models import EmailEvent, Link, Recipient, Suppression
 from .states import RecipientStatus
+
+CAMPAIGN_PANELS.append(campaign_stats_panel)  # the stats on the campaign page
 
 
 class StuckInSendingFilter(admin.SimpleListFilter):
@@ -71,21 +77,12 @@ class RecipientAdmin(admin.ModelAdmin):
 
 
 @admin.register(EmailEvent)
-class EmailEventAdmin(admin.ModelAdmin):
+class EmailEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "type", "is_machine", "recipient", "campaign", "link", "source", "user_agent"]
     list_filter = ["type", "is_machine", "source"]
     list_select_related = ["recipient", "campaign", "link"]
     search_fields = ["recipient__email", "provider_event_id"]
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Suppression)

@@ -85,3 +85,14 @@ def test_the_stats_panel_shows_the_figures_and_the_stuck_count(campaign, stuck_a
 
     assert "<table" in html and '<th>Sent</th><td colspan="2">1</td>' in html
     assert "1 recipient stuck in <em>sending</em>" in html
+
+
+def test_the_campaign_page_shows_the_stats_panel(admin_client_logged_in, org):
+    from django.urls import reverse
+
+    from tests.factories import CampaignFactory
+
+    campaign = CampaignFactory(organization=org, status="running")
+    html = admin_client_logged_in.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert "Jobs (0)" in html
+    assert "Unique opens" in html and "tracking-stats" in html
