@@ -28,7 +28,6 @@ from .errors import (
 USER_AGENT = "campaign-backoffice/1.0 (+integrations)"
 
 
-
 def retry_backoff_seconds() -> float:
     return settings.PROVIDER_RETRY_BACKOFF_SECONDS
 
