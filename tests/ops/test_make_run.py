@@ -62,10 +62,11 @@ def test_the_embedded_run_serves_the_api_and_completes_a_demo_campaign(tmp_path)
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
         for _ in range(100):
             try:
-                if api.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+                healthy = api.get("/healthz").status_code == 200
+            except httpx.TransportError:  # the web server is still starting
+                healthy = False
+            if healthy:
+                break
             time.sleep(0.2)
         campaigns = api.get("/api/v1/campaigns/").json()["results"]
         assert len(campaigns) == 3
