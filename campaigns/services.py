@@ -187,8 +187,8 @@ def campaign_transition(
 def _require_queue_open(action: str) -> None:
     blockers = open_breakers()
     if blockers:
-        names = ", ".join(blockers)
-        raise ApplicationError(f"Cannot {action}: circuit breaker {names} is open.", open_breakers=blockers)
+        message = "; ".join(f"Cannot {action}: circuit breaker {service} is open" for service in blockers)
+        raise ApplicationError(message, open_breakers=blockers)
     if not queue_is_active():
         raise ApplicationError(f"Cannot {action}: the queue is paused; resume the queue first.")
 

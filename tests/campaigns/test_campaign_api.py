@@ -369,3 +369,19 @@ def test_schedule_sets_the_launch_time_and_refuses_a_past_one(alice_client, org)
     campaign.refresh_from_db()
     assert campaign.status == "scheduled"
     assert campaign.scheduled_at.year == 2999
+
+
+def test_start_is_refused_while_the_queue_is_paused_or_a_breaker_is_open(alice_client, org):
+    from queue_control.services import breaker_reset, breaker_trip, queue_pause
+
+    campaign = CampaignFactory(organization=org)
+    breaker_trip(service="openai", error="boom")
+    response = alice_client.post(detail(campaign.pk, "start/"))
+    assert response.status_code == 409
+    assert response.data["detail"] == "Cannot start: circuit breaker openai is open"
+    breaker_reset(service="openai", actor=None)
+    queue_pause(reason="maintenance")
+    response = alice_client.post(detail(campaign.pk, "start/"))
+    assert response.status_code == 409 and "queue is paused" in response.data["detail"]
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
