@@ -8,12 +8,13 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 from queue_control.selectors import open_breakers, queue_is_active
 
-from .models import Campaign, CampaignEvent, Organization
+from .models import Campaign, CampaignEvent, Job, Organization
 from .states import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DELETABLE_STATUSES,
     CAMPAIGN_EDITABLE_STATUSES,
     CampaignStatus,
+    JobStatus,
     PauseReason,
     campaign_allowed,
     campaign_can,
@@ -231,6 +232,11 @@ def campaign_resume(*, campaign_id, actor=None) -> Campaign:
     _require_queue_open("resume")
     with transaction.atomic():
         campaign = campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor)
+        # A queue pause that came while it was paused by hand paused its jobs too; the queue
+        # resume left them alone (the campaign waited for its operator), so they wake here.
+        Job.objects.filter(campaign_id=campaign.pk, status=JobStatus.PAUSED).update(
+            status=JobStatus.PENDING, updated_at=timezone.now()
+        )
         campaigns_kick([campaign.pk])
     return campaign
 

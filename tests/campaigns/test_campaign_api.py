@@ -385,3 +385,21 @@ def test_start_is_refused_while_the_queue_is_paused_or_a_breaker_is_open(alice_c
     assert response.status_code == 409 and "queue is paused" in response.data["detail"]
     campaign.refresh_from_db()
     assert campaign.status == "draft"
+
+
+def test_a_campaign_paused_by_hand_keeps_its_jobs_through_a_queue_pause_and_resume(alice_client, org):
+    from campaigns.models import Job
+    from queue_control.services import queue_pause, queue_resume
+    from tests.factories import JobFactory
+
+    campaign = CampaignFactory(organization=org, status="paused", pause_reason="manual")
+    JobFactory.create_batch(3, campaign=campaign, status="pending")
+    queue_pause(reason="maintenance")
+    assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
+    queue_resume(actor=None)
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.pause_reason) == ("paused", "manual")
+    assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
+
+    assert alice_client.post(detail(campaign.pk, "resume/")).status_code == 200
+    assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
