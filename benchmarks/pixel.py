@@ -5,14 +5,12 @@
 Target: the pixel serves at least 70% of the bare view's requests per second, and every pixel
 request is recorded (open events in the database == pixel requests sent).
 
-Gunicorn (2 gthread workers, 4 threads each) serves the app on a loopback port with
-benchmarks.bench_settings (the real settings plus `/bare`, the pixel's answer without recording)
-against a dedicated PostgreSQL database (BENCH_PIXEL_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/bench_pixel), migrated and seeded with a campaign of
-recipients. wrk (apt install wrk) is the load generator, in its own process, the pixel requests
-with real tokens picked at random. wrk runs for a fixed time, not a fixed count (its threads cannot
-end a run early), so every run lasts the same and the script counts exactly what it sent. Runs
-alternate bare, pixel, bare, pixel, ... and the medians are compared.
+The pixel buffers each open in Redis (one RPUSH); a drainer process, standing in for the beat
+task tracking.tasks.drain_opens, runs that task every BENCH_DRAIN_INTERVAL seconds (2, like the
+beat row) during the whole run, on the same two cores as gunicorn and wrk. After the last run the
+script drains what is left and compares the open events in the database with the pixel requests
+gunicorn served. Redis keys carry their own prefix (BENCH_PIXEL_REDIS_KEY_PREFIX, default
+cbo-bench-pixel:) on REDIS_URL.
 """
 
 import os
@@ -36,6 +34,7 @@ RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))  # per run
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+DRAIN_INTERVAL = float(os.environ.get("BENCH_DRAIN_INTERVAL", "2"))
 WRK_THREADS = 2
 WORKERS, WORKER_THREADS = 2, 4
 TARGET_RATIO = 0.70
@@ -48,6 +47,7 @@ SERVER_ENV = {
     "SECRET_KEY": "benchmark-only-secret-key",
     "ALLOWED_HOSTS": "127.0.0.1",
     "LOG_LEVEL": "WARNING",
+    "REDIS_KEY_PREFIX": os.environ.get("BENCH_PIXEL_REDIS_KEY_PREFIX", "cbo-bench-pixel:"),
 }
 os.environ.update(SERVER_ENV)
 
@@ -111,6 +111,9 @@ def seed():
     campaign = Campaign.objects.filter(organization=org, name="pixel benchmark").first()
     if campaign is None:
         campaign = Campaign.objects.create(organization=org, name="pixel benchmark", status="running")
+    from campaigns_project.redis import get_redis, rkey
+
+    get_redis().delete(rkey("tracking", "opens"), rkey("tracking", "opens", "drain-lock"))
     EmailEvent.objects.filter(campaign=campaign).delete()
     CampaignCounter.objects.filter(campaign=campaign).delete()
     Recipient.objects.filter(campaign=campaign).delete()
@@ -199,6 +202,39 @@ def run_wrk(port: int, mode: str, seconds: int, script: Path, tokens: Path) -> d
     return result
 
 
+def drainer() -> int:
+    """The drainer process (`pixel.py --drain`): what the beat row does, until SIGTERM: run the
+    drain_opens task (batch after batch until the buffer is empty), then wait DRAIN_INTERVAL."""
+    import django
+
+    django.setup()
+    from tracking.services import opens_pending
+    from tracking.tasks import drain_opens
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    written = runs = backlog = 0
+    while not stopping:
+        backlog = max(backlog, opens_pending())
+        written += drain_opens()
+        runs += 1
+        deadline = time.monotonic() + DRAIN_INTERVAL
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+    print(f"drainer: {written} events written in {runs} runs, largest backlog {backlog} opens", flush=True)
+    return 0
+
+
+def drain_to_empty() -> float:
+    """Drain what the drainer left; returns the seconds it took."""
+    from tracking.services import opens_drain, opens_pending
+
+    started = time.monotonic()
+    while opens_pending():
+        opens_drain()
+    return time.monotonic() - started
+
+
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -219,6 +255,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     access_log = workdir / "access.log"
     server = start_gunicorn(port, access_log)
+    drain_process = subprocess.Popen([sys.executable, __file__, "--drain"], env={**os.environ, **SERVER_ENV})
     pixel_sent = 0
     results: dict[str, list[dict]] = {"bare": [], "pixel": []}
     try:
@@ -241,16 +278,24 @@ def main() -> int:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+        drain_process.send_signal(signal.SIGTERM)
+        try:
+            drain_process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            drain_process.kill()  # harmless: whatever it had not trimmed is drained below, once
+            drain_process.wait()
         served = sum(1 for line in access_log.open() if '"GET /t/o/' in line)
         shutil.rmtree(workdir, ignore_errors=True)
 
     bare = statistics.median(r["rps"] for r in results["bare"])
     pixel = statistics.median(r["rps"] for r in results["pixel"])
     ratio = pixel / bare
+    left_seconds = drain_to_empty()
     recorded = EmailEvent.objects.filter(campaign=campaign, type="open").count()
     failures = sum(r["bad"] + r["errors"] for r in results["pixel"])
     print(f"\nbare view  median {bare:8.0f} req/s")
     print(f"open pixel median {pixel:8.0f} req/s   ratio {ratio:.0%} (target >= {TARGET_RATIO:.0%})")
+    print(f"final drain of what was left after the last run: {left_seconds:.2f} s")
     print(
         f"pixel requests: built by wrk {pixel_sent}, served by gunicorn {served}, open events recorded {recorded},"
         f" failed answers {failures}"
@@ -261,4 +306,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(drainer() if sys.argv[1:] == ["--drain"] else main())

@@ -4,8 +4,11 @@ The API views, the public tracking URLs, the webhooks, the send handler and the 
 these functions; none of them changes a recipient's status or a counter on its own.
 """
 
+import json
+import logging
 import math
 import random
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -21,6 +24,7 @@ from campaigns.models import Campaign, Job
 from campaigns.services import campaign_event_record
 from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobType, Phase
 from campaigns_project.errors import ApplicationError
+from campaigns_project.redis import get_redis, rkey
 
 from .counters import COUNTED_STATUSES, COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient, Suppression
@@ -38,6 +42,8 @@ FIRST_SEEN_FIELDS = {
     EventType.CLICK: ("first_clicked_at", "first_human_clicked_at"),
 }
 MAX_RECIPIENTS_PER_REQUEST = 10_000
+
+logger = logging.getLogger(__name__)
 
 
 def normalize_email(email: str) -> str:
@@ -199,6 +205,18 @@ def recipients_release(*, recipient_ids: Iterable[int], actor=None) -> int:
 # --- Events ------------------------------------------------------------------------------------
 
 
+def seen_metrics(*, type: str, events: int, human_events: int, first: int = 0, first_human: int = 0) -> dict[str, int]:
+    """The counters a number of recorded events of one type add: all and human events, and the
+    recipients whose first (human) event of that type they are. Shared by event_record and
+    opens_drain, so a single event and a drained batch count the same way."""
+    return {
+        f"event.{type}": events,
+        f"event.{type}.human": human_events,
+        f"unique.{type}": first,
+        f"unique.{type}.human": first_human,
+    }
+
+
 def event_record(
     *,
     type: str,
@@ -250,18 +268,20 @@ def event_record(
             except IntegrityError:
                 return None  # this provider event was recorded before: a replay changes nothing
 
-        metrics = {f"event.{type}": 1}
-        if not is_machine:
-            metrics[f"event.{type}.human"] = 1
         first_seen = {}
         if first_fields:
             any_field, human_field = first_fields
             if row[any_field] is None:
                 first_seen[any_field] = occurred_at
-                metrics[f"unique.{type}"] = 1
             if not is_machine and row[human_field] is None:
                 first_seen[human_field] = occurred_at
-                metrics[f"unique.{type}.human"] = 1
+        metrics = seen_metrics(
+            type=type,
+            events=1,
+            human_events=0 if is_machine else 1,
+            first=1 if first_fields and first_fields[0] in first_seen else 0,
+            first_human=1 if first_fields and first_fields[1] in first_seen else 0,
+        )
         if first_seen:
             Recipient.objects.filter(pk=row["id"]).update(**first_seen)
         counters_add(campaign_id=row["campaign_id"], metrics=metrics)
@@ -352,6 +372,180 @@ def event_record_seen(
     with connection.cursor() as cursor:
         cursor.execute(_SEEN_STATEMENTS[type], params)
         return cursor.fetchone() is not None
+
+
+# --- Buffered opens ----------------------------------------------------------------------------
+#
+# The pixel does not write to the database: it appends one JSON entry per open to a Redis list (one
+# RPUSH), and `opens_drain` (the beat task tracking.tasks.drain_opens, every 2 s) writes them in
+# batches of one set-based statement. Each entry carries a unique id, stored as the event's
+# provider_event_id under source "pixel": the unique (source, provider_event_id) constraint makes a
+# batch drained twice (a crash between the commit and the LTRIM) record each open once.
+
+OPENS_SOURCE = "pixel"
+# Longer than any batch takes; a drainer that outlives it does not trim (see _TRIM_IF_LOCKED).
+OPENS_DRAIN_LOCK_SECONDS = 60
+
+# Trim the drained entries only while this drainer still holds the lock: if it expired and another
+# drainer took over, that one may have read (and will trim) the same entries, and trimming them
+# twice would drop entries nobody wrote.
+_TRIM_IF_LOCKED = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('LTRIM', KEYS[1], ARGV[2], -1)
+    redis.call('DEL', KEYS[2])
+    return 1
+end
+return 0
+"""
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# One statement per batch: insert the events of known tokens (a replayed entry id inserts nothing),
+# lock their recipients in id order, set the first-seen timestamps the inserted events bring, and
+# return per campaign what the counters must add, from the rows actually inserted only. Committed
+# synchronously (unlike the direct path): the entries leave Redis once the commit says they are safe.
+_OPENS_DRAIN_SQL = """
+WITH e AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(ats)s::timestamptz[], %(machine)s::boolean[],
+        %(uas)s::text[], %(ips)s::inet[]) WITH ORDINALITY AS e (id, token, at, machine, ua, ip, n)
+), inserted AS (
+    INSERT INTO tracking_emailevent
+        (recipient_id, campaign_id, type, occurred_at, link_id, user_agent, ip, is_machine, source,
+         provider_event_id, payload)
+    SELECT r.id, r.campaign_id, 'open', e.at, NULL, e.ua, e.ip, e.machine, %(source)s, e.id, '{}'
+    FROM e JOIN tracking_recipient r ON r.token = e.token
+    ORDER BY e.n  -- event ids in the order the opens arrived
+    ON CONFLICT (source, provider_event_id) WHERE provider_event_id IS NOT NULL DO NOTHING
+    RETURNING recipient_id, occurred_at, is_machine
+), per_recipient AS (
+    SELECT recipient_id, count(*) AS events, count(*) FILTER (WHERE NOT is_machine) AS human_events,
+        min(occurred_at) AS first_at, min(occurred_at) FILTER (WHERE NOT is_machine) AS first_human_at
+    FROM inserted GROUP BY recipient_id
+), r AS (
+    SELECT t.id, t.campaign_id, p.events, p.human_events, p.first_at, p.first_human_at,
+        t.first_opened_at IS NULL AS first_any,
+        t.first_human_opened_at IS NULL AND p.first_human_at IS NOT NULL AS first_human
+    FROM tracking_recipient t JOIN per_recipient p ON p.recipient_id = t.id
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+), seen AS (
+    -- LEAST ignores NULLs: an earlier open drained late still becomes the first one.
+    UPDATE tracking_recipient t
+    SET first_opened_at = LEAST(t.first_opened_at, r.first_at),
+        first_human_opened_at = LEAST(t.first_human_opened_at, r.first_human_at)
+    FROM r
+    WHERE t.id = r.id AND (
+        t.first_opened_at IS NULL OR r.first_at < t.first_opened_at
+        OR (r.first_human_at IS NOT NULL
+            AND (t.first_human_opened_at IS NULL OR r.first_human_at < t.first_human_opened_at)))
+)
+SELECT campaign_id, sum(events)::int, sum(human_events)::int, count(*) FILTER (WHERE first_any),
+    count(*) FILTER (WHERE first_human)
+FROM r GROUP BY campaign_id ORDER BY campaign_id
+"""
+
+
+def _opens_key() -> str:
+    return rkey("tracking", "opens")
+
+
+def open_buffer(*, token: str, is_machine: bool, user_agent: str = "", ip: str | None = None) -> None:
+    """Queue an open from the pixel for opens_drain: one RPUSH. Raises redis.RedisError."""
+    entry = {
+        "id": uuid.uuid4().hex,
+        "token": token,
+        "at": timezone.now().isoformat(),
+        "machine": is_machine,
+        "ua": user_agent[:512],
+        "ip": ip,
+    }
+    get_redis().rpush(_opens_key(), json.dumps(entry, separators=(",", ":")))
+
+
+def opens_pending() -> int:
+    """How many buffered opens wait for the drain."""
+    return get_redis().llen(_opens_key())
+
+
+def _opens_parse(raw: list[str]) -> list[dict]:
+    entries, ids = [], set()
+    for item in raw:
+        try:
+            entry = json.loads(item)
+            entry["at"] = datetime.fromisoformat(entry["at"])
+            entry["id"], entry["token"] = str(entry["id"]), str(entry["token"])
+        except (ValueError, TypeError, KeyError):
+            logger.error("Dropping a malformed buffered open: %.200s", item)
+            continue
+        if entry["id"] not in ids:  # the same entry twice in one batch: one event
+            ids.add(entry["id"])
+            entries.append(entry)
+    return entries
+
+
+def _opens_write(entries: list[dict]) -> int:
+    """Record buffered opens, each once whatever the replays; unknown tokens record nothing."""
+    if connection.vendor != "postgresql":  # the embedded SQLite run: the general path, per event
+        written = 0
+        for entry in entries:
+            event = event_record(
+                type=EventType.OPEN,
+                token=entry["token"],
+                occurred_at=entry["at"],
+                is_machine=bool(entry.get("machine")),
+                user_agent=entry.get("ua") or "",
+                ip=entry.get("ip"),
+                source=OPENS_SOURCE,
+                provider_event_id=entry["id"],
+            )
+            written += event is not None
+        return written
+    params = {
+        "ids": [entry["id"] for entry in entries],
+        "tokens": [entry["token"] for entry in entries],
+        "ats": [entry["at"] for entry in entries],
+        "machine": [bool(entry.get("machine")) for entry in entries],
+        "uas": [(entry.get("ua") or "")[:512] for entry in entries],
+        "ips": [entry.get("ip") or None for entry in entries],
+        "source": OPENS_SOURCE,
+    }
+    written = 0
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_OPENS_DRAIN_SQL, params)
+            rows = cursor.fetchall()
+        for campaign_id, events, human_events, first, first_human in rows:  # in campaign order: no deadlock
+            written += events
+            counters_add(
+                campaign_id=campaign_id,
+                metrics=seen_metrics(
+                    type=EventType.OPEN, events=events, human_events=human_events, first=first, first_human=first_human
+                ),
+            )
+    return written
+
+
+def opens_drain(*, batch_size: int = 5000) -> int:
+    """Write up to batch_size buffered opens to the database, then remove them from the buffer.
+    Returns how many events were written (0 also when another drainer holds the lock).
+
+    Under a Redis lock, so two drainers never trim each other's entries. The entries leave Redis
+    only after the commit; a crash in between leaves them to the next drain, which records none of
+    them twice."""
+    r = get_redis()
+    key, lock_key, lock = _opens_key(), rkey("tracking", "opens", "drain-lock"), uuid.uuid4().hex
+    if not r.set(lock_key, lock, nx=True, ex=OPENS_DRAIN_LOCK_SECONDS):
+        return 0
+    try:
+        raw = r.lrange(key, 0, batch_size - 1)
+        written = _opens_write(_opens_parse(raw)) if raw else 0
+        if raw and not r.eval(_TRIM_IF_LOCKED, 2, key, lock_key, lock, len(raw)):
+            logger.warning("The opens drain lock expired before the trim; the next drain will skip the replays.")
+    finally:
+        r.eval(_UNLOCK, 1, lock_key, lock)
+    return written
 
 
 def recipient_unsubscribe(*, token: str, user_agent: str = "", ip: str | None = None) -> bool:

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from redis import RedisError
 
 from . import services
 from .machine import is_machine_click, is_machine_request
@@ -38,19 +39,25 @@ def _user_agent(request) -> str:
 
 @require_http_methods(["GET", "HEAD"])
 def open_pixel(request, token: str):
-    """Always the GIF, fast and uncached: for unknown tokens (nothing recorded) and even when the
-    database fails (logged), since a broken image in someone's inbox helps nobody."""
+    """Always the GIF, fast and uncached: for unknown tokens (nothing recorded) and even when
+    recording fails (logged), since a broken image in someone's inbox helps nobody.
+
+    The open is buffered in Redis (one RPUSH; tracking.tasks.drain_opens writes it within ~2 s).
+    If Redis fails, it is written to the database directly instead."""
     if _TOKEN.match(token):
+        seen = {
+            "is_machine": is_machine_request(request),
+            "user_agent": _user_agent(request),
+            "ip": _client_ip(request),
+        }
         try:
-            services.event_record_seen(
-                type=EventType.OPEN,
-                token=token,
-                is_machine=is_machine_request(request),
-                user_agent=_user_agent(request),
-                ip=_client_ip(request),
-            )
-        except DatabaseError:
-            logger.exception("Could not record an open for token %s…", token[:6])
+            services.open_buffer(token=token, **seen)
+        except RedisError:
+            logger.warning("Could not buffer an open in Redis; recording it directly.", exc_info=True)
+            try:
+                services.event_record_seen(type=EventType.OPEN, token=token, **seen)
+            except DatabaseError:
+                logger.exception("Could not record an open for token %s…", token[:6])
     response = HttpResponse(PIXEL_GIF, content_type="image/gif")
     response["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
     response["Pragma"] = "no-cache"

@@ -4,9 +4,11 @@ import pytest
 from django.db import DatabaseError
 from django.test import Client
 from django.utils import timezone
+from redis import ConnectionError as RedisConnectionError
 
 from tests.factories import CampaignFactory, LeadFactory
 from tracking.models import EmailEvent, Link, Recipient, Suppression
+from tracking.services import opens_drain
 from tracking.views import PIXEL_GIF
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +44,7 @@ def test_the_pixel_records_a_human_open(client, recipient):
     response = client.get(f"/t/o/{recipient.token}.gif", HTTP_USER_AGENT=BROWSER)
 
     assert_is_pixel(response)
+    assert opens_drain() == 1  # the pixel buffers opens in Redis; the beat task drains them
     event = EmailEvent.objects.get()
     assert (event.type, event.is_machine, event.recipient_id, event.campaign_id) == (
         "open",
@@ -57,13 +60,18 @@ def test_the_pixel_records_a_human_open(client, recipient):
 @pytest.mark.parametrize("token", ["x" * 32, "short", "a" * 300, "bad%20token", "..%2F..%2Fetc"])
 def test_the_pixel_answers_the_gif_for_unknown_tokens_and_records_nothing(client, recipient, token):
     assert_is_pixel(client.get(f"/t/o/{token}.gif"))
+    assert opens_drain() == 0
     assert not EmailEvent.objects.exists()
 
 
-def test_the_pixel_answers_the_gif_when_the_database_fails(client, recipient, monkeypatch):
+def test_the_pixel_answers_the_gif_when_redis_and_the_database_fail(client, recipient, monkeypatch):
+    def broken_redis(**kwargs):
+        raise RedisConnectionError("connection refused")
+
     def broken(**kwargs):
         raise DatabaseError("connection lost")
 
+    monkeypatch.setattr("tracking.services.open_buffer", broken_redis)
     monkeypatch.setattr("tracking.services.event_record_seen", broken)
     assert_is_pixel(client.get(f"/t/o/{recipient.token}.gif", HTTP_USER_AGENT=BROWSER))
 
@@ -83,6 +91,7 @@ def test_the_pixel_answers_the_gif_when_the_database_fails(client, recipient, mo
 )
 def test_proxy_scanner_and_prefetch_opens_are_kept_but_flagged(client, recipient, headers):
     assert_is_pixel(client.get(f"/t/o/{recipient.token}.gif", **headers))
+    opens_drain()
 
     assert EmailEvent.objects.get().is_machine is True
     recipient.refresh_from_db()
@@ -91,6 +100,7 @@ def test_proxy_scanner_and_prefetch_opens_are_kept_but_flagged(client, recipient
 
 def test_a_head_request_on_the_pixel_is_a_machine_open(client, recipient):
     assert client.head(f"/t/o/{recipient.token}.gif", HTTP_USER_AGENT=BROWSER).status_code == 200
+    opens_drain()
     assert EmailEvent.objects.get().is_machine is True
 
 

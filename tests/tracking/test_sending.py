@@ -11,7 +11,7 @@ from tests.factories import LeadFactory
 from tests.tracking.conftest import SITE_URL, free_port, parts, path_of, urls_in
 from tracking.models import EmailEvent, Link, Recipient, Suppression
 from tracking.sending import recipients_claim
-from tracking.services import recipients_add, suppression_add
+from tracking.services import opens_drain, recipients_add, suppression_add
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -85,6 +85,7 @@ def test_each_recipient_receives_one_tracked_message(campaign, verified_leads, s
     assert response.status_code == 302 and response["Location"] == "https://example.com/offer?a=1&b=2"
     pixel = re.search(r'<img src="([^"]+)"', html).group(1)
     assert client.get(path_of(pixel), HTTP_USER_AGENT="Mozilla/5.0 (Macintosh)").status_code == 200
+    opens_drain()  # the pixel buffers the open in Redis until the beat task drains it
     assert sorted(EmailEvent.objects.filter(recipient=recipient).values_list("type", flat=True)) == ["click", "open"]
 
 
