@@ -1,5 +1,5 @@
-"""Personas: Alice owns the Acme organization, Bob operates it, Charlie belongs to another
-organization and must never see Acme's data; anon has no credentials at all."""
+"""Personas: Alice owns the Acme organization, Bob operates it, Victor only views it, Charlie
+belongs to another organization and must never see Acme's data; anon has no credentials at all."""
 
 import pytest
 from django.conf import settings
@@ -35,6 +35,11 @@ def bob(org):
 
 
 @pytest.fixture
+def viewer(org):
+    return MembershipFactory(user=UserFactory(username="victor"), organization=org, role="viewer").user
+
+
+@pytest.fixture
 def other_org(db):
     return OrganizationFactory(name="Globex", slug="globex")
 
@@ -63,6 +68,11 @@ def alice_client(alice):
 @pytest.fixture
 def bob_client(bob):
     return _client_for(bob)
+
+
+@pytest.fixture
+def viewer_client(viewer):
+    return _client_for(viewer)
 
 
 @pytest.fixture

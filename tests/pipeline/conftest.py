@@ -10,7 +10,7 @@ from campaigns.models import Job
 from campaigns.states import JobStatus
 from campaigns_project.celery import app
 from queue_control.models import QueueState
-from tests.factories import CampaignFactory, MembershipFactory, UserFactory
+from tests.factories import CampaignFactory
 
 SEARCH_URL = "https://app.apollo.io/#/people?personTitles[]=cto&personLocations[]=Germany"
 NOBODY_URL = "https://app.apollo.io/#/people?qKeywords=nobody"
@@ -31,20 +31,6 @@ def fast_retries(settings):
 def campaign(org):
     # A high send rate: the shared token bucket would otherwise pace the test at one email a second.
     return CampaignFactory(organization=org, search_url=SEARCH_URL, lead_count=20, send_rate_per_minute=60_000)
-
-
-@pytest.fixture
-def viewer(org):
-    return MembershipFactory(user=UserFactory(username="victor"), organization=org, role="viewer").user
-
-
-@pytest.fixture
-def viewer_client(viewer):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(viewer)
-    return client
 
 
 def drain(campaign, *, rounds: int = 50) -> None:

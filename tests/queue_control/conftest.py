@@ -75,19 +75,3 @@ def kicked(monkeypatch):
     calls: list = []
     monkeypatch.setattr("campaigns.pausing.campaigns_kick", lambda ids: calls.extend(str(i) for i in ids))
     return calls
-
-
-@pytest.fixture
-def viewer(org):
-    from tests.factories import MembershipFactory, UserFactory
-
-    return MembershipFactory(user=UserFactory(username="vera"), organization=org, role="viewer").user
-
-
-@pytest.fixture
-def viewer_client(viewer):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(viewer)
-    return client

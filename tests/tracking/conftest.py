@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from campaigns.models import Campaign
-from tests.factories import CampaignFactory, LeadFactory, MembershipFactory, UserFactory
+from tests.factories import CampaignFactory, LeadFactory
 
 SITE_URL = "https://track.example.test"
 
@@ -81,11 +81,6 @@ def smtp_sink(settings):
 @pytest.fixture(autouse=True)
 def _site_url(settings):
     settings.SITE_URL = SITE_URL
-
-
-@pytest.fixture
-def viewer(org):
-    return MembershipFactory(user=UserFactory(username="victor"), organization=org, role="viewer").user
 
 
 @pytest.fixture

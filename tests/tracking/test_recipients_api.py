@@ -1,5 +1,4 @@
 import pytest
-from rest_framework.test import APIClient
 
 from campaigns.models import Job
 from tests.factories import CampaignFactory, LeadFactory
@@ -11,13 +10,6 @@ pytestmark = pytest.mark.django_db
 
 def url(campaign, suffix: str = "") -> str:
     return f"/api/v1/campaigns/{campaign.pk}/recipients{suffix}"
-
-
-@pytest.fixture
-def viewer_client(viewer):
-    client = APIClient()
-    client.force_authenticate(viewer)
-    return client
 
 
 def test_adding_emails_skips_duplicates_and_suppressed_addresses(alice_client, campaign):
