@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from . import handlers
 from .api import CampaignSerializer
-from .csv_import import CsvImportError, leads_import_csv
+from .csv_import import EMAIL_COLUMN, OPTIONAL_COLUMNS, CsvImportError, leads_import_csv
 from .jobs import job_counts, jobs_cleanup
 from .models import Campaign, Job, Lead
 from .pipeline import campaign_lead_stats
@@ -32,19 +32,8 @@ from .states import JobStatus, JobType
 
 logger = logging.getLogger(__name__)
 
-CSV_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "company",
-    "company_domain",
-    "linkedin_url",
-    "phone",
-    "email_status",
-    "source",
-    "enriched_at",
-)
+# The export's first columns are the upload's, so an exported file can be uploaded again.
+CSV_FIELDS = (EMAIL_COLUMN, *OPTIONAL_COLUMNS, "email_status", "source", "enriched_at")
 
 
 class CampaignScopedMixin:
