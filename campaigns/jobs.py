@@ -200,7 +200,7 @@ def jobs_reap_stuck() -> dict[str, int]:
     """
     now = timezone.now()
     stuck_for = settings.JOB_STUCK_AFTER_SECONDS
-    stuck = Job.objects.filter(status=JobStatus.PROCESSING, updated_at__lt=now - timedelta(seconds=stuck_for))
+    stuck = Job.objects.active().filter(status=JobStatus.PROCESSING, updated_at__lt=now - timedelta(seconds=stuck_for))
     error = f"Stuck in processing for over {stuck_for}s: its worker was lost."
     with transaction.atomic():
         failed = stuck.filter(attempts__gte=settings.JOB_MAX_ATTEMPTS).update(

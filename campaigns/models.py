@@ -5,7 +5,7 @@ from django.core.validators import MaxLengthValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .states import CampaignStatus, JobStatus, JobType, Phase
+from .states import JOB_ACTIVE_STATUSES, JOB_FINAL_STATUSES, CampaignStatus, JobStatus, JobType, Phase
 
 
 class Organization(models.Model):
@@ -152,12 +152,31 @@ class Lead(models.Model):
         return self.email
 
 
+class JobQuerySet(models.QuerySet):
+    def active(self):
+        """Pending, processing or paused jobs. Written as `finished_at IS NULL`, which the
+        constraint job_finished_iff_final makes the same thing, so that the partial index serves it."""
+        return self.filter(finished_at__isnull=True)
+
+
 class Job(models.Model):
-    # No single-column indexes on the foreign keys: (campaign, status, id) and the unique
-    # (lead, job_type) serve those lookups, and every extra index is written again for each of a
-    # million rows a queue pause moves.
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs", db_index=False)
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs", db_index=False)
+    """One unit of pipeline work.
+
+    A queue pause rewrites the status of every active job, a million rows in one UPDATE. It stays
+    fast because that UPDATE is HOT in PostgreSQL: no index holds `status` or `updated_at`, and
+    the table keeps free room in each page (fillfactor, migration 0005), so each new row version
+    lands beside the old one and no index is written (docs/decisions.md, benchmarks/cascade.py).
+    """
+
+    # No database-level foreign keys: their per-row trigger made the pause's UPDATE a quarter
+    # slower (docs/decisions.md). Django still cascades deletes of campaigns and leads to jobs;
+    # jobs are only ever created by the campaign's own pipeline.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="jobs", db_index=False, db_constraint=False
+    )
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs", db_index=False, db_constraint=False
+    )
     job_type = models.CharField(max_length=32, choices=JobType.choices)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -169,19 +188,29 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["status", "updated_at"], name="job_status_updated"),
-            # The pipeline's phase checks: "any active job of these types left?" and the progress count.
-            models.Index(fields=["campaign", "job_type", "status"], name="job_campaign_type_status"),
-            # dispatch_campaign walks a campaign's pending jobs in id order, a chunk at a time.
-            models.Index(fields=["campaign", "status", "id"], name="job_campaign_status_id"),
+            # A campaign's jobs: the foreign key, counts by status, and the phase's progress.
+            models.Index(fields=["campaign", "job_type"], name="job_campaign_type"),
+            # A campaign's active jobs in id order: dispatch_campaign's chunks, the phase checks,
+            # resume and cancel. Partial: finished jobs, most of the table, stay out of it.
+            models.Index(
+                fields=["campaign", "id"], condition=Q(finished_at__isnull=True), name="job_active_campaign_id"
+            ),
         ]
         constraints = [
             # One job of a kind per lead: a fan-out that runs twice cannot double the work.
             models.UniqueConstraint(
                 fields=["lead", "job_type"], condition=Q(lead__isnull=False), name="job_one_per_lead_and_type"
+            ),
+            # finished_at is set exactly when the job is final, so `active()` can test it alone.
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True, status__in=JOB_ACTIVE_STATUSES)
+                | Q(finished_at__isnull=False, status__in=JOB_FINAL_STATUSES),
+                name="job_finished_iff_final",
             ),
         ]
 

@@ -79,7 +79,7 @@ def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", *
         )
     # Every pending or processing job, whatever its campaign: no job starts while the queue is
     # paused. A processing job's in-flight call may finish; it then records its own outcome.
-    Job.objects.filter(status__in=PAUSABLE_JOB_STATUSES).update(status=JobStatus.PAUSED, updated_at=now)
+    Job.objects.active().filter(status__in=PAUSABLE_JOB_STATUSES).update(status=JobStatus.PAUSED, updated_at=now)
 
 
 @receiver(queue_resumed, dispatch_uid="campaigns.pausing.on_queue_resumed")
@@ -105,7 +105,9 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
         label=actor_label,
         now=now,
     )
-    Job.objects.filter(campaign_id__in=ids, status=JobStatus.PAUSED).update(status=JobStatus.PENDING, updated_at=now)
+    Job.objects.active().filter(campaign_id__in=ids, status=JobStatus.PAUSED).update(
+        status=JobStatus.PENDING, updated_at=now
+    )
     # One message per campaign, after commit; the workers enqueue the campaign's pending jobs.
     campaigns_kick(ids)
 
@@ -116,7 +118,7 @@ def queue_counts(sender, **kwargs) -> dict[str, int]:
         running_campaigns=Count("pk", filter=Q(status=CampaignStatus.RUNNING)),
         paused_campaigns=Count("pk", filter=Q(status=CampaignStatus.PAUSED)),
     )
-    counts |= Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PAUSED]).aggregate(
+    counts |= Job.objects.active().aggregate(
         pending_jobs=Count("pk", filter=Q(status=JobStatus.PENDING)),
         processing_jobs=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
         paused_jobs=Count("pk", filter=Q(status=JobStatus.PAUSED)),

@@ -20,7 +20,7 @@ from .dispatch import campaigns_kick, jobs_enqueue
 from .models import Campaign, Job, Lead
 from .registry import OUTREACH_LAUNCHERS
 from .services import campaign_transition
-from .states import JOB_ACTIVE_STATUSES, JOB_FINAL_STATUSES, PHASE_ORDER, CampaignStatus, JobStatus, JobType, Phase
+from .states import JOB_FINAL_STATUSES, PHASE_ORDER, CampaignStatus, JobStatus, JobType, Phase
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ def pipeline_cancel(*, campaign: Campaign) -> int:
     """Cancel every job that is not final, in one UPDATE. A handler still running finds its job
     cancelled when it records the outcome, and records nothing."""
     now = timezone.now()
-    return Job.objects.filter(campaign_id=campaign.pk, status__in=JOB_ACTIVE_STATUSES).update(
-        status=JobStatus.CANCELLED, finished_at=now, updated_at=now
+    return (
+        Job.objects.active()
+        .filter(campaign_id=campaign.pk)
+        .update(status=JobStatus.CANCELLED, finished_at=now, updated_at=now)
     )
 
 
@@ -81,7 +83,7 @@ def pipeline_advance_locked(campaign: Campaign) -> None:
     """
     while campaign.phase in PHASE_JOB_TYPES:
         phase_jobs = Job.objects.filter(campaign_id=campaign.pk, job_type__in=PHASE_JOB_TYPES[campaign.phase])
-        if phase_jobs.filter(status__in=JOB_ACTIVE_STATUSES).exists():
+        if phase_jobs.active().exists():
             _refresh_progress(campaign, phase_jobs)
             return
         if campaign.status != CampaignStatus.RUNNING:
@@ -104,7 +106,7 @@ def pipeline_stalled_campaign_ids() -> list:
     leaves one behind, and the reaper hands it to pipeline_advance."""
     stalled = Q()
     for phase, job_types in PHASE_JOB_TYPES.items():
-        active = Job.objects.filter(campaign_id=OuterRef("pk"), job_type__in=job_types, status__in=JOB_ACTIVE_STATUSES)
+        active = Job.objects.active().filter(campaign_id=OuterRef("pk"), job_type__in=job_types)
         stalled |= Q(phase=phase) & ~Exists(active)
     return list(Campaign.objects.filter(status=CampaignStatus.RUNNING).filter(stalled).values_list("pk", flat=True))
 

@@ -234,7 +234,7 @@ def campaign_resume(*, campaign_id, actor=None) -> Campaign:
         campaign = campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor)
         # A queue pause that came while it was paused by hand paused its jobs too; the queue
         # resume left them alone (the campaign waited for its operator), so they wake here.
-        Job.objects.filter(campaign_id=campaign.pk, status=JobStatus.PAUSED).update(
+        Job.objects.active().filter(campaign_id=campaign.pk, status=JobStatus.PAUSED).update(
             status=JobStatus.PENDING, updated_at=timezone.now()
         )
         campaigns_kick([campaign.pk])

@@ -44,7 +44,8 @@ def dispatch_campaign(campaign_id: str, after_id: int = 0) -> int:
     if not Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).exists():
         return 0
     job_ids = list(
-        Job.objects.filter(campaign_id=campaign_id, status=JobStatus.PENDING, pk__gt=after_id)
+        Job.objects.active()
+        .filter(campaign_id=campaign_id, status=JobStatus.PENDING, pk__gt=after_id)
         .order_by("pk")
         .values_list("pk", flat=True)[:DISPATCH_CHUNK]
     )

@@ -1,7 +1,9 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from campaigns.models import Campaign, Job, Lead, Membership, Organization
+from campaigns.states import JOB_FINAL_STATUSES
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -69,3 +71,6 @@ class JobFactory(factory.django.DjangoModelFactory):
 
     campaign = factory.SubFactory(CampaignFactory)
     job_type = "verify_email"
+    status = "pending"
+    # A final job has its finished_at (the job_finished_iff_final constraint).
+    finished_at = factory.LazyAttribute(lambda job: timezone.now() if job.status in JOB_FINAL_STATUSES else None)

@@ -263,8 +263,8 @@ def test_progress_is_the_share_of_final_jobs_in_the_current_phase(campaign):
     Campaign.objects.filter(pk=campaign.pk).update(status="running", phase=Phase.VERIFICATION)
     leads = LeadFactory.create_batch(4, campaign=campaign)
     jobs = [JobFactory(campaign=campaign, lead=lead, job_type=JobType.VERIFY_EMAIL) for lead in leads]
-    Job.objects.filter(pk=jobs[0].pk).update(status=JobStatus.COMPLETED)
-    Job.objects.filter(pk=jobs[1].pk).update(status=JobStatus.FAILED)
+    Job.objects.filter(pk=jobs[0].pk).update(status=JobStatus.COMPLETED, finished_at=timezone.now())
+    Job.objects.filter(pk=jobs[1].pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
     Campaign.objects.filter(pk=campaign.pk).update(updated_at=timezone.now() - pipeline.PROGRESS_REFRESH * 2)
 
     pipeline.pipeline_advance(campaign_id=campaign.pk)

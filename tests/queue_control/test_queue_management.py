@@ -4,6 +4,7 @@ database and Redis hold after each step."""
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignEvent, Job
 from campaigns.pausing import job_pause
@@ -444,7 +445,7 @@ def test_pausing_a_job_pauses_its_campaign(alice_client, running_campaign_with_j
 
 def test_a_finished_job_cannot_be_paused(running_campaign_with_jobs):
     campaign, (job, _, _) = running_campaign_with_jobs()
-    Job.objects.filter(pk=job.pk).update(status="completed")
+    Job.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
 
     with pytest.raises(ApplicationError, match="Cannot pause a completed job"):
         job_pause(job_id=job.pk)
