@@ -11,6 +11,9 @@ beat row) during the whole run, on the same two cores as gunicorn and wrk. After
 script drains what is left and compares the open events in the database with the pixel requests
 gunicorn served. Redis keys carry their own prefix (BENCH_PIXEL_REDIS_KEY_PREFIX, default
 cbo-bench-pixel:) on REDIS_URL.
+
+It also prints the CPU time each group of processes (gunicorn, drainer, PostgreSQL, Redis) spent
+per request in each kind of run, read from /proc: where the pixel's extra cost goes.
 """
 
 import os
@@ -31,12 +34,17 @@ sys.path.insert(0, str(ROOT))
 
 DATABASE_URL = os.environ.get("BENCH_PIXEL_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_pixel")
 RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))  # per run
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))  # per run
+# Many short alternating rounds: the box drifts by ±10 % over a minute, and a pair of runs taken
+# back to back sees the same drift.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 DRAIN_INTERVAL = float(os.environ.get("BENCH_DRAIN_INTERVAL", "2"))
 WRK_THREADS = 2
-WORKERS, WORKER_THREADS = 2, 4
+# Gunicorn as docker-compose.yml and the Dockerfile run it: 3 sync workers. BENCH_GUNICORN_THREADS
+# above 1 switches to gthread workers with that many threads each, for comparison.
+WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))
+WORKER_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 TARGET_RATIO = 0.70
 
 SERVER_ENV = {
@@ -132,6 +140,38 @@ def seed():
     return campaign, list(Recipient.objects.filter(campaign=campaign).values_list("token", flat=True))
 
 
+CPU_GROUPS = ("gunicorn", "drainer", "postgres", "redis", "wrk")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by each group of processes on the box, from /proc."""
+    totals = dict.fromkeys((*CPU_GROUPS, "system"), 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if "gunicorn" in cmdline:
+            group = "gunicorn"
+        elif "pixel.py --drain" in cmdline:
+            group = "drainer"
+        elif cmdline.startswith("postgres"):
+            group = "postgres"
+        elif "redis-server" in cmdline:
+            group = "redis"
+        elif cmdline.startswith("wrk"):
+            group = "wrk"
+        else:
+            continue
+        totals[group] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        totals["system"] += int(fields[12]) / CLOCK_TICKS
+    return totals
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,10 +189,7 @@ def start_gunicorn(port: int, access_log: Path) -> subprocess.Popen:
             f"127.0.0.1:{port}",
             "--workers",
             str(WORKERS),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(WORKER_THREADS),
+            *(["--worker-class", "gthread", "--threads", str(WORKER_THREADS)] if WORKER_THREADS > 1 else []),
             # The access log counts the requests that reached the app: wrk's own count includes
             # one request per run that it built but never wrote when its timer ran out.
             "--access-logfile",
@@ -264,7 +301,11 @@ def main() -> int:
         pixel_sent += run_wrk(port, "pixel", 3, script, tokens_file)["sent"]
         for _ in range(ROUNDS):
             for mode in ("bare", "pixel"):
+                before = cpu_seconds()
                 result = run_wrk(port, mode, SECONDS, script, tokens_file)
+                # wrk has exited, so its own time is gone from /proc: it is not in the split.
+                after = cpu_seconds()
+                result["cpu_us"] = {g: (after[g] - before[g]) * 1e6 / max(result["completed"], 1) for g in after}
                 results[mode].append(result)
                 if mode == "pixel":
                     pixel_sent += result["sent"]
@@ -293,7 +334,15 @@ def main() -> int:
     left_seconds = drain_to_empty()
     recorded = EmailEvent.objects.filter(campaign=campaign, type="open").count()
     failures = sum(r["bad"] + r["errors"] for r in results["pixel"])
-    print(f"\nbare view  median {bare:8.0f} req/s")
+    print("\nCPU per request (µs, median of the runs), by process group:")
+    for mode in ("bare", "pixel"):
+        split = {g: statistics.median(r["cpu_us"][g] for r in results[mode]) for g in CPU_GROUPS if g != "wrk"}
+        shares = "  ".join(f"{group} {us:6.1f}" for group, us in split.items())
+        system = statistics.median(r["cpu_us"]["system"] for r in results[mode])
+        print(f"  {mode:5} {shares}  total {sum(split.values()):6.1f}  (of which in the kernel {system:6.1f})")
+    pairs = [p["rps"] / b["rps"] for b, p in zip(results["bare"], results["pixel"], strict=True)]
+    print(f"\nratio of each round's pixel run to its bare run: {', '.join(f'{r:.0%}' for r in pairs)}")
+    print(f"bare view  median {bare:8.0f} req/s")
     print(f"open pixel median {pixel:8.0f} req/s   ratio {ratio:.0%} (target >= {TARGET_RATIO:.0%})")
     print(f"final drain of what was left after the last run: {left_seconds:.2f} s")
     print(

@@ -63,10 +63,12 @@ def is_machine_request(request: HttpRequest) -> bool:
     agent at all (every real mail client and browser sends one)."""
     if request.method == "HEAD":
         return True
-    purpose = (request.headers.get("Purpose", "") + " " + request.headers.get("Sec-Purpose", "")).lower()
+    # META rather than request.headers, which builds a dict of every header: the pixel notices.
+    meta = request.META
+    purpose = (meta.get("HTTP_PURPOSE", "") + " " + meta.get("HTTP_SEC_PURPOSE", "")).lower()
     if "prefetch" in purpose or "preview" in purpose:
         return True
-    user_agent = request.headers.get("User-Agent", "").strip()
+    user_agent = meta.get("HTTP_USER_AGENT", "").strip()
     return not user_agent or bool(MACHINE_USER_AGENTS.search(user_agent.lower()))
 
 

@@ -7,12 +7,16 @@ these functions; none of them changes a recipient's status or a counter on its o
 import json
 import logging
 import math
+import os
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -451,17 +455,60 @@ def _opens_key() -> str:
     return rkey("tracking", "opens")
 
 
+OPENS_CONNECTION_NAME = "pixel-opens"
+
+
+class _OpensChannel:
+    """A one-way Redis connection for the pixel's RPUSH: `CLIENT REPLY OFF`, so a request sends
+    its open and goes on without waiting for an answer (docs/decisions.md, "Opens are buffered").
+
+    Once the send returns, the open is in the kernel on its way to Redis and arrives even if this
+    process dies next. A Redis that cannot be reached makes the send (or the reconnect) raise, and
+    the pixel then writes the open to the database instead. One per thread: a connection is not
+    thread-safe."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self.connection = client.connection_pool.make_connection()
+        self.connection.register_connect_callback(self._reply_off)  # on every (re)connect
+
+    def _reply_off(self, connection) -> None:
+        connection.send_command("CLIENT", "SETNAME", OPENS_CONNECTION_NAME, check_health=False)
+        connection.read_response()  # named, so an operator can tell it in CLIENT LIST
+        connection.send_command("CLIENT", "REPLY", "OFF", check_health=False)
+
+    def rpush(self, key: str, value: str) -> None:
+        try:
+            # No health check: its PING would wait for a reply that never comes.
+            self.connection.send_packed_command(self.connection.pack_command("RPUSH", key, value), check_health=False)
+        except BaseException:
+            self.connection.disconnect()  # the next call reconnects
+            raise
+
+
+_channels = threading.local()
+
+
+def _opens_channel() -> _OpensChannel:
+    client = get_redis()
+    channel = getattr(_channels, "channel", None)
+    if channel is None or channel.client is not client:  # first use, or a new client (settings changed)
+        channel = _channels.channel = _OpensChannel(client)
+    return channel
+
+
+# A buffered open is one string: OPEN_ENTRY_TAG, then id, token, epoch seconds, machine (0/1), ip
+# and user agent, separated by US (0x1f, a control character no HTTP header value may hold).
+# Cheaper than JSON on both ends; JSON entries (before 2026-11-29) are still read.
+OPEN_ENTRY_TAG, _US = "o1", "\x1f"
+
+
 def open_buffer(*, token: str, is_machine: bool, user_agent: str = "", ip: str | None = None) -> None:
-    """Queue an open from the pixel for opens_drain: one RPUSH. Raises redis.RedisError."""
-    entry = {
-        "id": uuid.uuid4().hex,
-        "token": token,
-        "at": timezone.now().isoformat(),
-        "machine": is_machine,
-        "ua": user_agent[:512],
-        "ip": ip,
-    }
-    get_redis().rpush(_opens_key(), json.dumps(entry, separators=(",", ":")))
+    """Queue an open from the pixel for opens_drain: one RPUSH, sent without waiting for the
+    reply. Raises redis.RedisError when Redis cannot be reached."""
+    fields = (os.urandom(16).hex(), token, f"{time.time():.6f}", "1" if is_machine else "0", ip or "")
+    entry = _US.join((OPEN_ENTRY_TAG, *fields, user_agent[:512].replace(_US, "")))
+    _opens_channel().rpush(_opens_key(), entry)
 
 
 def opens_pending() -> int:
@@ -469,13 +516,30 @@ def opens_pending() -> int:
     return get_redis().llen(_opens_key())
 
 
+def _open_entry(item: str) -> dict:
+    if item.startswith(OPEN_ENTRY_TAG + _US):
+        _, entry_id, token, at, machine, ip, user_agent = item.split(_US, 6)
+        if not entry_id or not token or machine not in ("0", "1"):
+            raise ValueError(item)
+        return {
+            "id": entry_id,
+            "token": token,
+            "at": datetime.fromtimestamp(float(at), UTC),
+            "machine": machine == "1",
+            "ua": user_agent,
+            "ip": ip or None,
+        }
+    entry = json.loads(item)  # the JSON entries written before 2026-11-29
+    entry["at"] = datetime.fromisoformat(entry["at"])
+    entry["id"], entry["token"] = str(entry["id"]), str(entry["token"])
+    return entry
+
+
 def _opens_parse(raw: list[str]) -> list[dict]:
     entries, ids = [], set()
     for item in raw:
         try:
-            entry = json.loads(item)
-            entry["at"] = datetime.fromisoformat(entry["at"])
-            entry["id"], entry["token"] = str(entry["id"]), str(entry["token"])
+            entry = _open_entry(item)
         except (ValueError, TypeError, KeyError):
             logger.error("Dropping a malformed buffered open: %.200s", item)
             continue

@@ -34,7 +34,7 @@ def _client_ip(request) -> str | None:
 
 
 def _user_agent(request) -> str:
-    return request.headers.get("User-Agent", "")[:512]
+    return request.META.get("HTTP_USER_AGENT", "")[:512]
 
 
 @require_http_methods(["GET", "HEAD"])

@@ -16,7 +16,7 @@ from tests.factories import CampaignFactory
 from tracking import tasks
 from tracking.counters import counters_read
 from tracking.models import EmailEvent, Recipient
-from tracking.services import opens_drain, opens_pending
+from tracking.services import OPENS_CONNECTION_NAME, opens_drain, opens_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +49,50 @@ def test_the_pixel_answers_the_gif_and_buffers_the_open_in_redis(client, recipie
     open_(client, recipients[0])
 
     [raw] = get_redis().lrange(OPENS, 0, -1)
-    entry = json.loads(raw)
-    assert len(entry["id"]) == 32 and entry["token"] == recipients[0].token
-    assert (entry["machine"], entry["ua"], entry["ip"]) == (False, BROWSER, "127.0.0.1")
+    tag, entry_id, token, at, machine, ip, user_agent = raw.split("\x1f")
+    assert (tag, len(entry_id), token) == ("o1", 32, recipients[0].token)
+    assert abs(float(at) - timezone.now().timestamp()) < 5
+    assert (machine, user_agent, ip) == ("0", BROWSER, "127.0.0.1")
     assert not EmailEvent.objects.exists()  # written by the drain, not by the request
+
+
+def test_the_pixels_one_way_connection_reconnects_after_losing_redis(client, recipients):
+    open_(client, recipients[0])
+    redis = get_redis()
+    [channel] = [c for c in redis.client_list() if c["name"] == OPENS_CONNECTION_NAME]
+    assert redis.llen(OPENS) == 1
+
+    redis.client_kill_filter(_id=channel["id"])  # Redis restarted, or the connection dropped
+    for _ in range(3):  # the first send may still go into the dead socket; then it reconnects
+        open_(client, recipients[1])
+        if redis.llen(OPENS) > 1:
+            break
+
+    assert redis.llen(OPENS) == 2
+    assert opens_drain() == 2
+
+
+def test_an_entry_buffered_as_json_before_the_compact_format_is_still_recorded(campaign, recipients):
+    opened_at = timezone.now() - timedelta(minutes=3)
+    entry = {"id": "a" * 32, "token": recipients[0].token, "at": opened_at.isoformat(), "machine": False}
+    get_redis().rpush(OPENS, json.dumps(entry | {"ua": BROWSER, "ip": "10.0.0.1"}))
+
+    assert opens_drain() == 1
+    event = EmailEvent.objects.get()
+    assert (event.recipient_id, event.occurred_at, event.ip, event.user_agent) == (
+        recipients[0].pk,
+        opened_at,
+        "10.0.0.1",
+        BROWSER,
+    )
+
+
+def test_malformed_entries_are_dropped_and_the_rest_recorded(client, recipients):
+    get_redis().rpush(OPENS, "o1\x1fshort", "o1\x1fid\x1ftok\x1fnot-a-time\x1f0\x1f\x1fua", "{not json")
+    open_(client, recipients[0])
+
+    assert opens_drain() == 1
+    assert opens_pending() == 0 and EmailEvent.objects.get().recipient_id == recipients[0].pk
 
 
 def test_the_drain_records_events_first_opens_and_exact_counters(client, campaign, recipients):
