@@ -460,7 +460,8 @@ OPENS_CONNECTION_NAME = "pixel-opens"
 
 class _OpensChannel:
     """A one-way Redis connection for the pixel's RPUSH: `CLIENT REPLY OFF`, so a request sends
-    its open and goes on without waiting for an answer (docs/decisions.md, "Opens are buffered").
+    its open and goes on without waiting for an answer (docs/decisions.md, "The pixel does not wait
+    for Redis's answer").
 
     Once the send returns, the open is in the kernel on its way to Redis and arrives even if this
     process dies next. A Redis that cannot be reached makes the send (or the reconnect) raise, and
