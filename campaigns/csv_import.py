@@ -24,8 +24,8 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 
 from .models import Campaign, Lead
-from .services import campaign_event_record
 from .states import CampaignStatus
+from .transitions import campaign_event_record
 
 EMAIL_COLUMN = "email"
 # Optional columns and their maximum lengths (the Lead model's).

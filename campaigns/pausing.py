@@ -16,8 +16,8 @@ from queue_control.signals import queue_counts_requested, queue_paused, queue_re
 
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
-from .services import campaign_transition
 from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason, campaign_can
+from .transitions import campaign_transition
 
 BREAKER_PREFIX = "breaker:"
 # Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.

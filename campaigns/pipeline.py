@@ -19,8 +19,8 @@ from django.utils import timezone
 from .dispatch import campaigns_kick, jobs_enqueue
 from .models import Campaign, Job, Lead
 from .registry import OUTREACH_LAUNCHERS
-from .services import campaign_transition
 from .states import JOB_FINAL_STATUSES, PHASE_ORDER, CampaignStatus, JobStatus, JobType, Phase
+from .transitions import campaign_transition
 
 logger = logging.getLogger(__name__)
 

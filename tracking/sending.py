@@ -25,8 +25,8 @@ from django.utils import timezone
 from campaigns.jobs import JobIncomplete
 from campaigns.models import Campaign
 from campaigns.registry import PermanentJobError, RetryableJobError, job_handler, outreach_launcher
-from campaigns.services import campaign_event_record
 from campaigns.states import CampaignStatus
+from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
 from integrations.ratelimit import TokenBucket

@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from campaigns.dispatch import jobs_enqueue
 from campaigns.models import Campaign, Job
-from campaigns.services import campaign_event_record
 from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobType, Phase
+from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from campaigns_project.redis import get_redis, rkey
 
