@@ -10,6 +10,7 @@ from campaigns_project.errors import ApplicationError
 
 from . import admin_pipeline, services
 from .models import Campaign, CampaignEvent, Membership, Organization
+from .selectors import campaign_progress
 from .states import CAMPAIGN_DELETABLE_STATUSES, CAMPAIGN_EDITABLE_STATUSES, campaign_allowed
 
 # Read-only panels shown on the campaign page: callables campaign -> safe HTML. Apps above
@@ -71,10 +72,13 @@ class CampaignAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [CampaignEventInline]
-    readonly_fields = list(services.STATE_FIELDS)  # only services move state
+    readonly_fields = [*services.STATE_FIELDS, "progress_display"]  # only services move state
     fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
-        ("State", {"fields": ["status", "pause_reason", "phase", "progress", "status_message", "status_error"]}),
+        (
+            "State",
+            {"fields": ["status", "pause_reason", "phase", "progress_display", "status_message", "status_error"]},
+        ),
         ("Lead source", {"fields": ["search_url", "lead_count", "file_name", "total_records"]}),
         (
             "Email",
@@ -108,12 +112,15 @@ class CampaignAdmin(admin.ModelAdmin):
         ),
     ]
 
-    @admin.display(description="progress", ordering="progress")
+    @admin.display(description="progress")
     def progress_display(self, obj: Campaign) -> str:
-        return f"{obj.progress}%"
+        progress = campaign_progress(campaign=obj)
+        if not obj.phase or obj.phase == "done":
+            return f"{progress['overall']}%"
+        return f"{progress['overall']}% overall ({obj.phase}: {progress['phase']}%)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(deleted_at__isnull=True)
+        return super().get_queryset(request).filter(deleted_at__isnull=True).prefetch_related("phases")
 
     def get_readonly_fields(self, request, obj=None):
         # Content is frozen outside the editable statuses, as in the API; the organization is
@@ -121,7 +128,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is None:
             return self.readonly_fields
         if obj.status not in CAMPAIGN_EDITABLE_STATUSES:
-            return [f.name for f in Campaign._meta.concrete_fields if f.name != "id"]
+            return [*(f.name for f in Campaign._meta.concrete_fields if f.name != "id"), "progress_display"]
         return [*self.readonly_fields, "organization"]
 
     def save_model(self, request, obj, form, change):

@@ -72,14 +72,20 @@ class CampaignFilter(admin.SimpleListFilter):
 class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Jobs are the pipeline's record: operators read them; services alone change them."""
 
-    list_display = ["id", "job_type", "status", "campaign", "lead", "attempts", "error_summary", "updated_at"]
+    list_display = ["id", "job_type", "status", "campaign", "batch", "attempts", "error_summary", "updated_at"]
     list_filter = ["status", "job_type", CampaignFilter]
-    list_select_related = ["campaign", "lead"]
+    list_select_related = ["campaign"]
     search_fields = ["=id", "=celery_task_id"]
     ordering = ["-id"]
     paginator = BoundedCountPaginator
     show_full_result_count = False
     readonly_fields = [field.name for field in Job._meta.fields]
+
+    @admin.display(description="batch")
+    def batch(self, job: Job) -> str:
+        if job.range_start is None:
+            return f"{job.size}" if job.size else "–"
+        return f"{job.size} leads (#{job.range_start}–#{job.range_end})"
 
     @admin.display(description="last error")
     def error_summary(self, job: Job) -> str:

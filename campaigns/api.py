@@ -41,6 +41,8 @@ class CampaignSerializer(serializers.ModelSerializer):
     reply_to = serializers.EmailField(required=False, allow_blank=True)
     send_rate_per_minute = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
     allowed_transitions = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField(help_text="Overall progress, 0-100: each working phase is a quarter.")
+    phase_progress = serializers.SerializerMethodField(help_text="The current phase's own progress, 0-100.")
 
     class Meta:
         model = Campaign
@@ -53,6 +55,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "pause_reason",
             "phase",
             "progress",
+            "phase_progress",
             "status_message",
             "status_error",
             "allowed_transitions",
@@ -79,13 +82,19 @@ class CampaignSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = [f for f in services.STATE_FIELDS if f != "deleted_at"] + ["id"]
 
+    def get_progress(self, obj: Campaign) -> int:
+        return selectors.campaign_progress(campaign=obj)["overall"]
+
+    def get_phase_progress(self, obj: Campaign) -> int:
+        return selectors.campaign_progress(campaign=obj)["phase"]
+
     def get_allowed_transitions(self, obj: Campaign) -> list[str]:
         return list(campaign_allowed(obj.status))
 
     def validate(self, attrs):
         # Refuse, naming each one, fields a client may not set, instead of silently ignoring them.
         raw = getattr(self, "initial_data", {}) or {}
-        immutable = set(services.STATE_FIELDS) | {"id"}
+        immutable = set(services.STATE_FIELDS) | {"id", "progress", "phase_progress", "allowed_transitions"}
         if self.instance is not None:
             immutable |= set(services.IMMUTABLE_FIELDS)
         refused = sorted(name for name in raw if name in immutable)
@@ -159,12 +168,16 @@ class CampaignViewSet(
     permission_classes = [permissions.IsAuthenticated, CanOperate]
     filterset_class = CampaignFilter
     search_fields = ["name"]
-    ordering_fields = ["created_at", "updated_at", "name", "status", "progress"]
+    ordering_fields = ["created_at", "updated_at", "name", "status"]
     ordering = ["-created_at"]
     lookup_value_regex = "[^/]+"  # malformed ids reach get_object and answer 404, never 500
 
     def get_queryset(self):
-        return selectors.campaign_list_for_user(user=self.request.user).select_related("organization")
+        return (
+            selectors.campaign_list_for_user(user=self.request.user)
+            .select_related("organization")
+            .prefetch_related("phases")
+        )
 
     def get_object(self):
         campaign = selectors.campaign_get_for_user(user=self.request.user, campaign_id=self.kwargs["pk"])

@@ -79,8 +79,6 @@ class LeadSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    lead_email = serializers.CharField(source="lead.email", read_only=True, allow_null=True)
-
     class Meta:
         model = Job
         fields = [
@@ -90,8 +88,10 @@ class JobSerializer(serializers.ModelSerializer):
             "attempts",
             "last_error",
             "result",
-            "lead",
-            "lead_email",
+            "range_start",
+            "range_end",
+            "size",
+            "run_after",
             "celery_task_id",
             "created_at",
             "updated_at",
@@ -325,7 +325,7 @@ class CampaignJobsView(CampaignScopedMixin, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Job.objects.none()
-        return Job.objects.filter(campaign=self.get_campaign()).select_related("lead")
+        return Job.objects.filter(campaign=self.get_campaign())
 
 
 # --- cleanup -----------------------------------------------------------------------------------

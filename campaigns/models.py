@@ -52,7 +52,6 @@ class Campaign(models.Model):
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     pause_reason = models.CharField(max_length=64, blank=True)
     phase = models.CharField(max_length=16, choices=Phase.choices, blank=True)
-    progress = models.PositiveSmallIntegerField(default=0)
     status_message = models.CharField(max_length=500, blank=True)
     status_error = models.TextField(blank=True)
 
@@ -152,6 +151,46 @@ class Lead(models.Model):
         return self.email
 
 
+class CampaignPhase(models.Model):
+    """One phase of one campaign: its jobs and items, counted as they finish, and its timings.
+
+    The counters are what progress and the end of a phase are read from, so neither needs a COUNT
+    over a million leads nor the campaign's row lock: each job outcome adds to this row in the
+    transaction that records it, and the one outcome that makes `jobs_finished` reach `jobs_total`
+    is the one that moves the campaign on (campaigns/jobs.py, job_finish)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="phases")
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    jobs_total = models.PositiveIntegerField(default=0)
+    jobs_finished = models.PositiveIntegerField(default=0)
+    # Leads (sourcing, verification, enrichment) or recipients (outreach) the phase works on; how
+    # many it finished (of which `items_passed` go on: leads stored, verified sendable, enriched,
+    # mails sent) and how many it gave up on.
+    items_total = models.PositiveBigIntegerField(default=0)
+    items_done = models.PositiveBigIntegerField(default=0)
+    items_passed = models.PositiveBigIntegerField(default=0)
+    items_failed = models.PositiveBigIntegerField(default=0)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["campaign", "started_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "phase"], name="campaignphase_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.phase} {self.items_done + self.items_failed}/{self.items_total}"
+
+    @property
+    def progress(self) -> int:
+        """0-100: the share of the phase's items finished (jobs when it counts no items)."""
+        if self.finished_at is not None:
+            return 100
+        if self.items_total:
+            return min(100, (self.items_done + self.items_failed) * 100 // self.items_total)
+        return self.jobs_finished * 100 // self.jobs_total if self.jobs_total else 0
+
+
 class JobQuerySet(models.QuerySet):
     def active(self):
         """Pending, processing or paused jobs. Written as `finished_at IS NULL`, which the
@@ -160,31 +199,39 @@ class JobQuerySet(models.QuerySet):
 
 
 class Job(models.Model):
-    """One unit of pipeline work.
+    """One unit of pipeline work: a batch of leads to verify or enrich (the lead ids from
+    `range_start` to `range_end`), a batch of recipients to send to (claimed when it runs), a
+    lead search, or an Instantly push.
 
-    A queue pause rewrites the status of every active job, a million rows in one UPDATE. It stays
-    fast because that UPDATE is HOT in PostgreSQL: no index holds `status` or `updated_at`, and
-    the table keeps free room in each page (fillfactor, migration 0005), so each new row version
-    lands beside the old one and no index is written (docs/decisions.md, benchmarks/cascade.py).
+    The row is the durable, claimable record (claimed once, by one conditional UPDATE); a Celery
+    message only wakes a worker to claim the next job of a campaign (campaigns/dispatch.py).
+
+    A queue pause rewrites the status of every active job in one UPDATE. It stays fast because
+    that UPDATE is HOT in PostgreSQL: no index holds `status` or `updated_at`, and the table keeps
+    free room in each page (fillfactor, migration 0005), so each new row version lands beside the
+    old one and no index is written (docs/decisions.md, benchmarks/cascade.py).
     """
 
-    # No database-level foreign keys: their per-row trigger made the pause's UPDATE a quarter
-    # slower (docs/decisions.md). Django still cascades deletes of campaigns and leads to jobs;
-    # jobs are only ever created by the campaign's own pipeline.
+    # No database-level foreign key: its per-row trigger made the pause's UPDATE a quarter slower
+    # (docs/decisions.md). Django still cascades a campaign's deletion to its jobs; jobs are only
+    # ever created by the campaign's own pipeline.
     campaign = models.ForeignKey(
         Campaign, on_delete=models.CASCADE, related_name="jobs", db_index=False, db_constraint=False
     )
-    lead = models.ForeignKey(
-        Lead, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs", db_index=False, db_constraint=False
-    )
     job_type = models.CharField(max_length=32, choices=JobType.choices)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    # Every claim adds one: the attempt number is also the claim's fencing token, so a worker that
+    # lost its job (reaped while it was stalled) can no longer record anything for it.
     attempts = models.PositiveSmallIntegerField(default=0)
+    range_start = models.BigIntegerField(null=True, blank=True)
+    range_end = models.BigIntegerField(null=True, blank=True)
+    size = models.PositiveIntegerField(default=0)  # the items the batch plans to work on
+    run_after = models.DateTimeField(null=True, blank=True)  # a retry waits until then
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True)  # also the heartbeat of a processing job
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -193,18 +240,20 @@ class Job(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            # A campaign's jobs: the foreign key, counts by status, and the phase's progress.
+            # A campaign's jobs: the foreign key, counts by status and type.
             models.Index(fields=["campaign", "job_type"], name="job_campaign_type"),
-            # A campaign's active jobs in id order: dispatch_campaign's chunks, the phase checks,
-            # resume and cancel. Partial: finished jobs, most of the table, stay out of it.
+            # A campaign's active jobs in id order: the claim of the next one, resume, cancel, the
+            # sweeper. Partial: finished jobs, most of the table, stay out of it.
             models.Index(
                 fields=["campaign", "id"], condition=Q(finished_at__isnull=True), name="job_active_campaign_id"
             ),
         ]
         constraints = [
-            # One job of a kind per lead: a fan-out that runs twice cannot double the work.
+            # One batch job per range: a fan-out that runs twice cannot double the work.
             models.UniqueConstraint(
-                fields=["lead", "job_type"], condition=Q(lead__isnull=False), name="job_one_per_lead_and_type"
+                fields=["campaign", "job_type", "range_start"],
+                condition=Q(range_start__isnull=False),
+                name="job_one_per_batch",
             ),
             # finished_at is set exactly when the job is final, so `active()` can test it alone.
             models.CheckConstraint(

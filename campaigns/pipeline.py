@@ -1,55 +1,49 @@
 """The campaign pipeline: its phases, the jobs of each, and the move from one phase to the next.
 
-lead_sourcing (one fetch_leads job) → verification (one verify_email job per lead) → enrichment
-(one enrich_lead job per sendable lead) → outreach (the channel's jobs) → done.
+lead_sourcing (one fetch_leads job) → verification (one verify_email job per ENGINE_BATCH_SIZE
+leads) → enrichment (one enrich_lead job per batch of sendable leads) → outreach (the channel's
+jobs) → done.
 
-A phase is over when none of its jobs is active any more. Whoever records a job's outcome then
-moves the campaign on (`pipeline_advance_locked`), holding the campaign row lock, and creates the
-next phase's jobs. A phase without work (no sendable leads, no outreach launcher) is passed
-straight through.
+Each phase has a CampaignPhase row counting its jobs and items. The job outcome that finishes the
+phase's last job (jobs.job_finish, which learns it from the counter row it increments) calls
+pipeline_advance, which takes the campaign row lock once per phase and moves the campaign on: so
+the end of a phase is seen exactly once, and no other outcome waits on the campaign's row. A
+phase without work (no sendable leads) is passed straight through.
 """
 
 import logging
-from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from .dispatch import campaigns_kick, jobs_enqueue
-from .models import Campaign, Job, Lead
-from .registry import OUTREACH_LAUNCHERS
-from .states import JOB_FINAL_STATUSES, PHASE_ORDER, CampaignStatus, JobStatus, JobType, Phase
-from .transitions import campaign_transition
+from .dispatch import wake
+from .models import Campaign, CampaignPhase, Job, Lead
+from .registry import OUTREACH_LAUNCHERS, OUTREACH_SETTLERS, OutreachOutcome
+from .states import PHASE_JOB_TYPES, PHASE_ORDER, CampaignStatus, JobStatus, JobType, Phase
+from .transitions import campaign_event_record, campaign_transition
 
 logger = logging.getLogger(__name__)
 
-# The job types whose outcomes make up each phase (done has none).
-PHASE_JOB_TYPES: dict[str, tuple[str, ...]] = {
-    Phase.LEAD_SOURCING: (JobType.FETCH_LEADS,),
-    Phase.VERIFICATION: (JobType.VERIFY_EMAIL,),
-    Phase.ENRICHMENT: (JobType.ENRICH_LEAD,),
-    Phase.OUTREACH: (JobType.SEND_EMAIL, JobType.PUSH_INSTANTLY),
-}
 # Leads that may be mailed. A catch_all domain accepts every address, so the verifier cannot say
 # more about it: such leads are enriched and sent like valid ones (the usual practice), while
 # invalid and unknown ones are not.
 SENDABLE_EMAIL_STATUSES = (Lead.EmailStatus.VALID, Lead.EmailStatus.CATCH_ALL)
 NO_LEADS_MESSAGE = "The lead source returned no leads for this search."
 ACTOR = "pipeline"
-# Progress is a count over every job of the phase; recomputing it on each of a million job
-# outcomes would be quadratic, so it is refreshed at most this often (the phase-end check is a
-# cheap EXISTS and runs every time).
-PROGRESS_REFRESH = timedelta(seconds=1)
 
 
 def pipeline_start(*, campaign: Campaign) -> Job:
     """Enter lead sourcing with one fetch_leads job. Called by campaign_start inside its
     transaction, so the job exists exactly when the campaign is running; the worker is woken
     after commit."""
-    _save(campaign, phase=Phase.LEAD_SOURCING, progress=0, status_message="", status_error="")
-    job = Job.objects.create(campaign=campaign, job_type=JobType.FETCH_LEADS)
-    jobs_enqueue([job.pk])
+    _save(campaign, phase=Phase.LEAD_SOURCING, status_message="", status_error="")
+    _phase_open(campaign, Phase.LEAD_SOURCING)
+    wanted = campaign.total_records if campaign.file_name else campaign.lead_count
+    job = Job.objects.create(campaign=campaign, job_type=JobType.FETCH_LEADS, size=wanted or 0)
+    phase_work_add(campaign_id=campaign.pk, phase=Phase.LEAD_SOURCING, jobs=1, items=wanted or 0)
+    wake(campaign.pk, "pipeline")
     return job
 
 
@@ -64,51 +58,113 @@ def pipeline_cancel(*, campaign: Campaign) -> int:
     )
 
 
+# --- phase counters ----------------------------------------------------------------------------
+
+
+def phase_work_add(*, campaign_id, phase: str, jobs: int = 0, items: int = 0) -> None:
+    """Count jobs and items created for a phase, in the transaction that creates them."""
+    CampaignPhase.objects.filter(campaign_id=campaign_id, phase=phase).update(
+        jobs_total=F("jobs_total") + jobs, items_total=F("items_total") + items, updated_at=timezone.now()
+    )
+
+
+def phase_items_add(*, campaign_id, phase: str, done: int = 0, failed: int = 0, passed: int = 0) -> None:
+    """Count items a job finished (`done`, of which `passed` go on to the next phase) or gave up on
+    (`failed`), in the transaction that stores their results."""
+    if done or failed or passed:
+        CampaignPhase.objects.filter(campaign_id=campaign_id, phase=phase).update(
+            items_done=F("items_done") + done,
+            items_failed=F("items_failed") + failed,
+            items_passed=F("items_passed") + passed,
+            updated_at=timezone.now(),
+        )
+
+
+def phase_job_finished(*, campaign_id, phase: str) -> bool:
+    """Count one job of the phase as final; True when every job of the phase now is. Called in
+    the transaction that records the job's outcome: the counter row's lock orders concurrent
+    outcomes, so of the last two to finish, exactly one sees the count reach the total."""
+    table = connection.ops.quote_name(CampaignPhase._meta.db_table)
+    campaign = CampaignPhase._meta.get_field("campaign").get_db_prep_value(campaign_id, connection)
+    now = CampaignPhase._meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection)
+    sql = (
+        f"UPDATE {table} SET jobs_finished = jobs_finished + 1, updated_at = %s "  # noqa: S608 (name from _meta)
+        f"WHERE campaign_id = %s AND phase = %s RETURNING jobs_finished, jobs_total"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, campaign, phase])
+        row = cursor.fetchone()
+    return row is not None and row[0] >= row[1]
+
+
+# --- moving on ---------------------------------------------------------------------------------
+
+
 def pipeline_advance(*, campaign_id) -> None:
     """Re-check a campaign's phase and move it on if the phase is over. Safe to call any time,
-    from anywhere (dispatch on resume, the reaper): it changes nothing while work is left."""
+    from anywhere (the last job's outcome, a resume, the sweeper): it changes nothing while work
+    is left, and the campaign row lock makes two concurrent calls move the campaign once."""
     with transaction.atomic():
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        pipeline_advance_locked(campaign)
+        campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+        if campaign is not None:
+            _advance_locked(campaign)
 
 
-def pipeline_advance_locked(campaign: Campaign) -> None:
-    """Refresh progress, and move the campaign through every phase that has no work left.
-
-    The caller holds the campaign row lock (select_for_update) in the current transaction. That
-    lock is what makes the phase change happen once: two workers finishing the last two jobs of a
-    phase queue up on it, and the second one, once the first has committed, sees the new phase
-    (and its jobs) instead of the old one, so it neither misses the end of the phase nor creates
-    the next phase's jobs a second time.
-    """
+def _advance_locked(campaign: Campaign) -> None:
+    """Move the campaign through every phase that has no work left (the caller holds its row lock)."""
+    outreach_message = ""
     while campaign.phase in PHASE_JOB_TYPES:
-        phase_jobs = Job.objects.filter(campaign_id=campaign.pk, job_type__in=PHASE_JOB_TYPES[campaign.phase])
-        if phase_jobs.active().exists():
-            _refresh_progress(campaign, phase_jobs)
+        phase = _phase_row(campaign)
+        if phase.jobs_finished < phase.jobs_total:
             return
         if campaign.status != CampaignStatus.RUNNING:
-            return  # a paused campaign moves on when it resumes (dispatch_campaign asks again)
+            return  # a paused campaign moves on when it resumes (kick_campaign asks again)
         if campaign.phase == Phase.LEAD_SOURCING and not campaign.leads.exists():
             _fail(campaign, _no_leads_reason(campaign))
             return
+        if campaign.phase == Phase.OUTREACH:
+            outcome = _outreach_settle(campaign)
+            if outcome.state == OutreachOutcome.MORE:
+                return
+            if outcome.state == OutreachOutcome.WAITING:
+                if campaign.status_message != outcome.message[:500]:
+                    _save(campaign, status_message=outcome.message[:500])
+                return
+            if outcome.state == OutreachOutcome.FAILED:
+                _fail(campaign, outcome.message)
+                return
+            outreach_message = outcome.message
+        now = timezone.now()
+        CampaignPhase.objects.filter(pk=phase.pk).update(finished_at=now, updated_at=now)
         next_phase = PHASE_ORDER[PHASE_ORDER.index(campaign.phase) + 1]
-        _save(campaign, phase=next_phase, progress=0)
+        campaign_event_record(
+            campaign=campaign,
+            action="campaign.phase_changed",
+            from_status=campaign.status,
+            to_status=campaign.status,
+            actor_label=ACTOR,
+            reason=f"{campaign.phase} → {next_phase}",
+        )
+        _save(campaign, phase=next_phase)
         if next_phase == Phase.DONE:
-            _complete(campaign)
+            _complete(campaign, outreach_message)
             return
-        _create_phase_jobs(campaign)
+        _phase_enter(campaign)
         # Loop: the check above now looks at the new phase, and passes through it if it got no jobs.
 
 
 def pipeline_stalled_campaign_ids() -> list:
-    """Running campaigns whose current phase has no active job left: normally none, since the
-    worker recording the last outcome moves the campaign on; a worker killed between the two
-    leaves one behind, and the reaper hands it to pipeline_advance."""
-    stalled = Q()
-    for phase, job_types in PHASE_JOB_TYPES.items():
-        active = Job.objects.active().filter(campaign_id=OuterRef("pk"), job_type__in=job_types)
-        stalled |= Q(phase=phase) & ~Exists(active)
-    return list(Campaign.objects.filter(status=CampaignStatus.RUNNING).filter(stalled).values_list("pk", flat=True))
+    """Running campaigns whose current phase has every job final: normally none, since the
+    outcome of the last job moves the campaign on; a worker lost between the two, or an outreach
+    waiting for an operator's decision, leaves one behind, and the sweeper asks again."""
+    finished = CampaignPhase.objects.filter(
+        campaign=OuterRef("pk"), phase=OuterRef("phase"), finished_at__isnull=True, jobs_finished__gte=F("jobs_total")
+    )
+    return list(
+        Campaign.objects.filter(status=CampaignStatus.RUNNING, phase__in=list(PHASE_JOB_TYPES))
+        .filter(Exists(finished))
+        .values_list("pk", flat=True)
+    )
 
 
 def campaign_lead_stats(*, campaign_id) -> dict:
@@ -140,29 +196,46 @@ def _save(campaign: Campaign, **fields) -> None:
         setattr(campaign, name, value)
 
 
-def _refresh_progress(campaign: Campaign, phase_jobs) -> None:
-    if campaign.updated_at and timezone.now() - campaign.updated_at < PROGRESS_REFRESH:
-        return
-    counts = phase_jobs.aggregate(total=Count("pk"), final=Count("pk", filter=Q(status__in=JOB_FINAL_STATUSES)))
-    progress = counts["final"] * 100 // counts["total"] if counts["total"] else 0
-    _save(campaign, progress=progress)  # also when unchanged: updated_at is the refresh clock
+def _phase_open(campaign: Campaign, phase: str) -> CampaignPhase:
+    now = timezone.now()
+    row, _ = CampaignPhase.objects.get_or_create(
+        campaign=campaign, phase=phase, defaults={"started_at": now, "updated_at": now}
+    )
+    return row
 
 
-def _create_phase_jobs(campaign: Campaign) -> None:
+def _phase_row(campaign: Campaign) -> CampaignPhase:
+    row = CampaignPhase.objects.filter(campaign=campaign, phase=campaign.phase).first()
+    if row is None:
+        # A phase entered before its counters existed: count its jobs once, from the job table.
+        jobs = Job.objects.filter(campaign=campaign, job_type__in=PHASE_JOB_TYPES[campaign.phase]).aggregate(
+            total=Count("pk"), finished=Count("pk", filter=Q(finished_at__isnull=False))
+        )
+        row = _phase_open(campaign, campaign.phase)
+        CampaignPhase.objects.filter(pk=row.pk).update(jobs_total=jobs["total"], jobs_finished=jobs["finished"])
+        row.refresh_from_db()
+    return row
+
+
+def _phase_enter(campaign: Campaign) -> None:
+    _phase_open(campaign, campaign.phase)
     if campaign.phase == Phase.VERIFICATION:
-        _fan_out(campaign, JobType.VERIFY_EMAIL, email_statuses=None)
+        fan_out(campaign, JobType.VERIFY_EMAIL, email_statuses=None)
     elif campaign.phase == Phase.ENRICHMENT:
-        _fan_out(campaign, JobType.ENRICH_LEAD, email_statuses=SENDABLE_EMAIL_STATUSES)
+        fan_out(campaign, JobType.ENRICH_LEAD, email_statuses=SENDABLE_EMAIL_STATUSES)
     elif campaign.phase == Phase.OUTREACH:
         _launch_outreach(campaign)
 
 
-def _fan_out(campaign: Campaign, job_type: str, email_statuses: tuple[str, ...] | None) -> int:
-    """One job of `job_type` per lead, in a single INSERT ... SELECT: a CSV campaign may have a
-    million leads, which must not mean a million objects in a worker. ON CONFLICT DO NOTHING
-    (the unique (lead, job_type) constraint) makes a repeat harmless. The jobs are woken by one
-    dispatch_campaign message, which enqueues them in chunks."""
-    job_table, lead_table = Job._meta.db_table, Lead._meta.db_table
+def fan_out(
+    campaign: Campaign, job_type: str, email_statuses: tuple[str, ...] | None, *, batch_size: int | None = None
+) -> int:
+    """One job of `job_type` per `batch_size` (ENGINE_BATCH_SIZE) leads, a range of lead ids, in a single
+    INSERT … SELECT: a CSV campaign may have millions of leads, which must not mean millions of
+    objects in a worker. ON CONFLICT DO NOTHING (unique per campaign, type and range start) makes
+    a repeat harmless. Wakes the campaign's workers after commit."""
+    qn = connection.ops.quote_name
+    job_table, lead_table = qn(Job._meta.db_table), qn(Lead._meta.db_table)
     empty_json = "'{}'::jsonb" if connection.vendor == "postgresql" else "'{}'"
     campaign_id = Lead._meta.get_field("campaign").get_db_prep_value(campaign.pk, connection)
     where, params = "campaign_id = %s", [campaign_id]
@@ -170,37 +243,49 @@ def _fan_out(campaign: Campaign, job_type: str, email_statuses: tuple[str, ...] 
         where += f" AND email_status IN ({', '.join(['%s'] * len(email_statuses))})"
         params += list(email_statuses)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    # Only names from _meta and placeholders are formatted in; every value is a parameter.
     sql = (
-        f"INSERT INTO {job_table} (campaign_id, lead_id, job_type, status, attempts, last_error, result, "  # noqa: S608
-        f"celery_task_id, created_at, updated_at) "
-        f"SELECT campaign_id, id, %s, %s, 0, '', {empty_json}, '', %s, %s FROM {lead_table} WHERE {where} "
-        f"ON CONFLICT DO NOTHING"
+        f"INSERT INTO {job_table} (campaign_id, job_type, status, attempts, range_start, range_end, size, "  # noqa: S608
+        f"last_error, result, celery_task_id, created_at, updated_at) "
+        f"SELECT %s, %s, %s, 0, min(id), max(id), count(*), '', {empty_json}, '', %s, %s "
+        f"FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS batch "
+        f"FROM {lead_table} WHERE {where}) numbered GROUP BY batch "
+        f"ON CONFLICT DO NOTHING RETURNING size"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [job_type, JobStatus.PENDING, now, now, *params])
-        created = cursor.rowcount
-    if created:
-        campaigns_kick([campaign.pk])
-    return created
+        cursor.execute(
+            sql, [campaign_id, job_type, JobStatus.PENDING, now, now, batch_size or settings.ENGINE_BATCH_SIZE, *params]
+        )
+        sizes = [row[0] for row in cursor.fetchall()]
+    if sizes:
+        phase_work_add(campaign_id=campaign.pk, phase=campaign.phase, jobs=len(sizes), items=sum(sizes))
+        wake(campaign.pk, "pipeline", count=len(sizes))
+    return len(sizes)
 
 
 def _launch_outreach(campaign: Campaign) -> None:
-    """Hand the campaign to its channel's launcher, which creates the outreach jobs. No sendable
-    lead or no launcher for the channel means there is nothing to send: the phase ends at once."""
+    """Hand the campaign to its channel's launcher, which creates the outreach jobs and counts
+    them into the phase. No sendable lead means nothing to send: the phase ends at once."""
     launcher = OUTREACH_LAUNCHERS.get(campaign.channel)
     if launcher is None:
-        logger.warning("No outreach launcher for channel %s; campaign %s skips outreach", campaign.channel, campaign.pk)
+        # The system check (campaigns.checks) refuses to start without one; this is the last guard.
+        _fail(campaign, f"No outreach launcher is registered for the {campaign.channel} channel.")
         return
     if not campaign.leads.filter(email_status__in=SENDABLE_EMAIL_STATUSES).exists():
         return
     try:
         with transaction.atomic():  # a savepoint: a failing launcher leaves none of its rows behind
-            job_ids = launcher(campaign=campaign)
+            launcher(campaign=campaign)
     except Exception as exc:
         logger.exception("Outreach launcher %s failed for campaign %s", campaign.channel, campaign.pk)
         _fail(campaign, f"Outreach could not start ({campaign.channel}): {exc}")
-        return
-    jobs_enqueue(job_ids)
+
+
+def _outreach_settle(campaign: Campaign) -> OutreachOutcome:
+    settler = OUTREACH_SETTLERS.get(campaign.channel)
+    if settler is None:
+        return OutreachOutcome(OutreachOutcome.FAILED, f"No outreach settler for the {campaign.channel} channel.")
+    return settler(campaign=campaign)
 
 
 def _no_leads_reason(campaign: Campaign) -> str:
@@ -226,14 +311,36 @@ def _fail(campaign: Campaign, error: str) -> None:
     pipeline_cancel(campaign=campaign)
 
 
-def _complete(campaign: Campaign) -> None:
-    _save(campaign, progress=100)
-    leads = campaign_lead_stats(campaign_id=campaign.pk)
-    failed_jobs = Job.objects.filter(campaign_id=campaign.pk, status=JobStatus.FAILED).count()
-    message = (
-        f"Completed: {leads['total']} leads, {leads['sendable']} verified, {leads['enriched']} enriched"
-        f"; {failed_jobs} job{'s' if failed_jobs != 1 else ''} failed."
-    )
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def pipeline_summary(*, campaign: Campaign) -> str:
+    """What the pipeline did with the campaign's leads, from the phase counters (no COUNT)."""
+    phases = {row.phase: row for row in CampaignPhase.objects.filter(campaign=campaign)}
+
+    def figure(phase: str, name: str) -> int:
+        row = phases.get(phase)
+        return getattr(row, name) if row is not None else 0
+
+    parts = [
+        _plural(figure(Phase.LEAD_SOURCING, "items_done"), "lead"),
+        f"{figure(Phase.VERIFICATION, 'items_passed')} verified",
+        f"{figure(Phase.ENRICHMENT, 'items_passed')} enriched",
+    ]
+    gave_up = [
+        f"{figure(phase, 'items_failed')} could not be {verb}"
+        for phase, verb in ((Phase.VERIFICATION, "verified"), (Phase.ENRICHMENT, "enriched"))
+        if figure(phase, "items_failed")
+    ]
+    return ", ".join(parts) + (f" ({'; '.join(gave_up)})" if gave_up else "")
+
+
+def _complete(campaign: Campaign, outreach_message: str) -> None:
+    message = f"Completed: {pipeline_summary(campaign=campaign)}"
+    if outreach_message:
+        message += f"; {outreach_message}"
+    message += "."
     campaign_transition(
         campaign_id=campaign.pk,
         to_status=CampaignStatus.COMPLETED,

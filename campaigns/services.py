@@ -8,7 +8,9 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 from queue_control.selectors import open_breakers, queue_is_active
 
+from .dispatch import campaigns_kick
 from .models import Campaign, Job, Organization
+from .pipeline import pipeline_cancel, pipeline_start
 from .states import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DELETABLE_STATUSES,
@@ -26,7 +28,6 @@ STATE_FIELDS = (
     "status",
     "pause_reason",
     "phase",
-    "progress",
     "status_message",
     "status_error",
     "created_at",
@@ -108,8 +109,6 @@ def _require_queue_open(action: str) -> None:
 
 
 def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaign:
-    from .pipeline import pipeline_start
-
     _require_queue_open("start")
     with transaction.atomic():
         campaign = campaign_transition(
@@ -133,8 +132,6 @@ def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
 
 def campaign_resume(*, campaign_id, actor=None) -> Campaign:
     """Only a campaign an operator paused resumes on its own; the others wait for the queue resume."""
-    from .dispatch import campaigns_kick
-
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status == CampaignStatus.PAUSED and campaign.pause_reason != PauseReason.MANUAL:
         raise ApplicationError(
@@ -155,8 +152,6 @@ def campaign_resume(*, campaign_id, actor=None) -> Campaign:
 
 
 def campaign_cancel(*, campaign_id, actor=None, reason: str = "") -> Campaign:
-    from .pipeline import pipeline_cancel
-
     with transaction.atomic():
         campaign = campaign_transition(
             campaign_id=campaign_id, to_status=CampaignStatus.CANCELLED, actor=actor, reason=reason

@@ -47,7 +47,27 @@ class JobType(models.TextChoices):
     SEND_EMAIL = "send_email"
     PUSH_INSTANTLY = "push_instantly"
     SYNC_ANALYTICS = "sync_analytics"
-    CLEANUP = "cleanup"
+
+
+# The job types whose outcomes make up each phase (done has none), and the Celery queue (a key of
+# settings.CELERY_QUEUE_NAMES) whose workers run each type.
+PHASE_JOB_TYPES: dict[str, tuple[str, ...]] = {
+    Phase.LEAD_SOURCING: (JobType.FETCH_LEADS,),
+    Phase.VERIFICATION: (JobType.VERIFY_EMAIL,),
+    Phase.ENRICHMENT: (JobType.ENRICH_LEAD,),
+    Phase.OUTREACH: (JobType.SEND_EMAIL, JobType.PUSH_INSTANTLY),
+}
+JOB_PHASE: dict[str, str] = {job_type: phase for phase, types in PHASE_JOB_TYPES.items() for job_type in types}
+JOB_QUEUE: dict[str, str] = {
+    JobType.FETCH_LEADS: "pipeline",
+    JobType.VERIFY_EMAIL: "pipeline",
+    JobType.ENRICH_LEAD: "pipeline",
+    JobType.PUSH_INSTANTLY: "pipeline",
+    JobType.SEND_EMAIL: "send",
+}
+QUEUE_JOB_TYPES: dict[str, tuple[str, ...]] = {
+    queue: tuple(job_type for job_type, q in JOB_QUEUE.items() if q == queue) for queue in ("pipeline", "send")
+}
 
 
 S = CampaignStatus

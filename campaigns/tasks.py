@@ -1,8 +1,9 @@
 """Celery tasks. They take ids and call one service; time limits, acks and prefetch are global
-policy in settings (CELERY_*), retries are the job runner's (jobs.py).
+policy in settings (CELERY_*), queues are routed there too, retries of jobs are the runner's.
 
-Periodic tasks (rows created by migration 0003, editable in the admin) respect the queue latch:
-while the queue is paused they make no provider call and start nothing.
+Periodic tasks (rows created by migrations, editable in the admin) run on the housekeeping queue
+and respect the queue latch: while the queue is paused they make no provider call and start
+nothing.
 """
 
 import logging
@@ -10,6 +11,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,57 +21,57 @@ from queue_control.errors import QueuePaused
 from queue_control.selectors import queue_is_active
 
 from . import handlers
-from .jobs import job_run, jobs_cleanup, jobs_reap_stuck
-from .models import Campaign, Job
-from .pipeline import pipeline_advance
+from .jobs import jobs_cleanup
+from .models import Campaign
+from .runner import campaign_kick, job_work
 from .services import campaign_start
-from .states import CampaignStatus, JobStatus
+from .states import CampaignStatus
+from .sweeper import engine_sweep
 
 logger = logging.getLogger(__name__)
 
-# Messages sent per dispatch_campaign task: a million pending jobs become a chain of short tasks
-# rather than one that outlives its time limit.
-DISPATCH_CHUNK = 1000
+# A task whose database went away retries itself this often, this many times (about five
+# minutes); after that the sweeper wakes the work once the database is back.
+DATABASE_RETRY_SECONDS = 5
+DATABASE_RETRIES = 60
+
+
+def _retry_on_database_error(task, exc: DatabaseError):
+    """A database error must not consume the message: retry the task (a new message) instead.
+    Its job was handed back, or is taken back by the sweeper (runner.job_run)."""
+    connection.close()
+    logger.warning("%s: database error, retrying in %ss: %s", task.name, DATABASE_RETRY_SECONDS, exc)
+    return task.retry(exc=exc, countdown=DATABASE_RETRY_SECONDS, max_retries=DATABASE_RETRIES)
 
 
 @shared_task(bind=True)
-def run_job(self, job_id: int) -> str:
-    return job_run(job_id, task_id=self.request.id or "")
+def work(self, campaign_id: str, kind: str) -> str:
+    """A wake-up: claim and run the campaign's next job on queue `kind` (pipeline or send)."""
+    try:
+        return job_work(campaign_id=campaign_id, kind=kind, task_id=self.request.id or "")
+    except DatabaseError as exc:
+        raise _retry_on_database_error(self, exc) from exc
+
+
+@shared_task(bind=True)
+def kick_campaign(self, campaign_id: str) -> dict:
+    """Wake a resumed campaign's pending work (one message per campaign on a queue resume)."""
+    try:
+        return campaign_kick(campaign_id=campaign_id)
+    except DatabaseError as exc:
+        raise _retry_on_database_error(self, exc) from exc
 
 
 @shared_task
-def dispatch_campaign(campaign_id: str, after_id: int = 0) -> int:
-    """Enqueue run_job for the pending jobs of a running campaign, DISPATCH_CHUNK at a time (used
-    on resume and when a phase fans out). Returns how many were enqueued by this task."""
-    if not Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).exists():
-        return 0
-    job_ids = list(
-        Job.objects.active()
-        .filter(campaign_id=campaign_id, status=JobStatus.PENDING, pk__gt=after_id)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:DISPATCH_CHUNK]
-    )
-    for job_id in job_ids:  # one message per job: each is a separate unit of work
-        run_job.delay(job_id)
-    if len(job_ids) == DISPATCH_CHUNK:
-        dispatch_campaign.delay(campaign_id, after_id=job_ids[-1])
-    elif not job_ids and not after_id:
-        # Nothing pending: the phase may have ended while the campaign was paused.
-        pipeline_advance(campaign_id=campaign_id)
-    return len(job_ids)
+def sweep() -> dict:
+    """Every 20 s: take back lost workers' jobs, move stalled campaigns on, wake stranded work."""
+    return engine_sweep()
 
 
 @shared_task
 def cleanup_old_jobs() -> dict:
     """Daily: delete final jobs older than JOB_RETENTION_DAYS (database only, no provider)."""
     return jobs_cleanup(older_than_days=settings.JOB_RETENTION_DAYS)
-
-
-@shared_task
-def reap_stuck_jobs() -> dict:
-    """Every minute: jobs whose worker was lost go back to pending (their claim then waits for the
-    queue and the campaign), or fail after JOB_MAX_ATTEMPTS."""
-    return jobs_reap_stuck()
 
 
 @shared_task

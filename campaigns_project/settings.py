@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .env import env_bool, env_float, env_int, env_list, env_str
 
@@ -87,7 +88,7 @@ FORMS_URLFIELD_ASSUME_HTTPS = True
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the app writes starts with this, so reset_state can delete exactly the app's keys.
-REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "cbo:")
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", f"{env_str('INSTALLATION_ID', 'cbo')}:")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -156,19 +157,31 @@ CACHES = {
     }
 }
 
+# --- Installation ------------------------------------------------------------------------------
+# Names this installation's Redis keys and Celery queues, so two installations sharing one Redis
+# (two checkouts on a laptop, staging beside production) never take each other's work.
+INSTALLATION_ID = env_str("INSTALLATION_ID", "cbo")
+if not INSTALLATION_ID.replace("-", "").replace("_", "").isalnum():
+    raise ImproperlyConfigured(f"INSTALLATION_ID may hold letters, digits, - and _ only, got {INSTALLATION_ID!r}")
+
 # --- Celery (all task policy in one place) ----------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# A killed worker's message is delivered again; the job claim makes the second delivery harmless.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1)
-# Longer than the longest task, so a running task's message is not handed to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+# Engine tasks yield after ENGINE_TASK_BUDGET_SECONDS; the limits only catch a task that hangs.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
+# Longer than the longest task, so a running task's message is not handed to a second worker; short
+# enough that a killed worker's message comes back in minutes (the sweeper wakes its work sooner).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=60)}
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT")
 CELERY_RESULT_EXPIRES = 3600
 # Job outcomes live in the Job row; a million stored task results would only fill Redis.
 CELERY_TASK_IGNORE_RESULT = True
@@ -176,20 +189,55 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Three queues, so no backlog starves another: pipeline work (sourcing, verification, enrichment,
+# Instantly pushes), sending, and housekeeping (sweeper, reaper, opens drain, scheduled launches,
+# cleanup). docker-compose.yml runs a worker for the first two and one for housekeeping.
+CELERY_QUEUE_NAMES = {kind: f"{INSTALLATION_ID}.{kind}" for kind in ("pipeline", "send", "housekeeping")}
+CELERY_TASK_DEFAULT_QUEUE = f"{INSTALLATION_ID}.default"
+# A worker started without -Q consumes them all (the test worker; a one-process install).
+CELERY_TASK_QUEUES = [Queue(name) for name in (CELERY_TASK_DEFAULT_QUEUE, *CELERY_QUEUE_NAMES.values())]
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.kick_campaign": {"queue": CELERY_QUEUE_NAMES["pipeline"]},
+    "campaigns.tasks.sweep": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "campaigns.tasks.cleanup_old_jobs": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "campaigns.tasks.launch_scheduled_campaigns": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "campaigns.tasks.sync_instantly_analytics": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "tracking.tasks.drain_opens": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    # campaigns.tasks.work goes to the queue its job types belong to; campaigns.dispatch names it.
+}
+
+# --- The engine -------------------------------------------------------------------------------
+# Leads per verification / enrichment job, recipients per send job.
+ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 1000, minimum=1)
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 500, minimum=1)
+# Wake-ups in flight per campaign and queue: how many workers one campaign may use at once.
+ENGINE_CAMPAIGN_PARALLELISM = env_int("ENGINE_CAMPAIGN_PARALLELISM", 8, minimum=1)
+# A task works on its job this long, then yields the worker (the job continues in the next task).
+ENGINE_TASK_BUDGET_SECONDS = env_float("ENGINE_TASK_BUDGET_SECONDS", 30.0, minimum=0)
+# A running job shows it is alive this often (updated_at); one silent for JOB_STUCK_AFTER_SECONDS
+# lost its worker, and the sweeper takes it back.
+ENGINE_HEARTBEAT_SECONDS = env_float("ENGINE_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+JOB_STUCK_AFTER_SECONDS = env_int("JOB_STUCK_AFTER_SECONDS", 60, minimum=1)
+if JOB_STUCK_AFTER_SECONDS < 3 * ENGINE_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        f"JOB_STUCK_AFTER_SECONDS ({JOB_STUCK_AFTER_SECONDS}) must be at least three heartbeats "
+        f"(ENGINE_HEARTBEAT_SECONDS = {ENGINE_HEARTBEAT_SECONDS})"
+    )
+# Pending work nobody has touched for this long has lost its wake-up: the sweeper sends another.
+ENGINE_STRANDED_AFTER_SECONDS = env_int("ENGINE_STRANDED_AFTER_SECONDS", 30, minimum=1)
+# Results of a batch are written at least this often (and every ENGINE_FLUSH_ITEMS results).
+ENGINE_FLUSH_SECONDS = env_float("ENGINE_FLUSH_SECONDS", 0.5, minimum=0)
+ENGINE_FLUSH_ITEMS = env_int("ENGINE_FLUSH_ITEMS", 200, minimum=1)
 
 # --- Product -----------------------------------------------------------------------------------
 CAMPAIGN_MAX_LEAD_COUNT = env_int("CAMPAIGN_MAX_LEAD_COUNT", 50_000, minimum=1)
+# The highest send rate a campaign may set; the shared bucket enforces the campaign's own.
+CAMPAIGN_MAX_SEND_RATE_PER_MINUTE = env_int("CAMPAIGN_MAX_SEND_RATE_PER_MINUTE", 600_000, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 2.0, minimum=0)
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30, minimum=0)
-JOB_STUCK_AFTER_SECONDS = env_int("JOB_STUCK_AFTER_SECONDS", 900, minimum=1)
-if JOB_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
-    # The reaper must never take back a job whose task may still be running.
-    raise ImproperlyConfigured(
-        f"JOB_STUCK_AFTER_SECONDS ({JOB_STUCK_AFTER_SECONDS}) must exceed "
-        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
-    )
-SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 50, minimum=1)
+# A recipient is tried this many times (4xx replies, released batches) before it fails.
+RECIPIENT_MAX_SEND_ATTEMPTS = env_int("RECIPIENT_MAX_SEND_ATTEMPTS", 5, minimum=1)
 
 # --- Providers: a key switches the real client on; without one, the sandbox answers ----------
 PROVIDERS = {
@@ -224,6 +272,8 @@ ENRICHMENT_PROVIDER = env_str("ENRICHMENT_PROVIDER", "openai")
 if ENRICHMENT_PROVIDER not in ("openai", "perplexity"):
     raise ImproperlyConfigured(f"ENRICHMENT_PROVIDER must be openai or perplexity, got {ENRICHMENT_PROVIDER!r}")
 SANDBOX_LATENCY_MS = env_int("SANDBOX_LATENCY_MS", 0, minimum=0)
+# How long a process keeps the operators' sandbox switches before reading them again.
+SANDBOX_CONTROLS_TTL_SECONDS = env_float("SANDBOX_CONTROLS_TTL_SECONDS", 1.0, minimum=0)
 # Comma-separated services whose sandbox fails every call (failure injection from the environment).
 SANDBOX_FAIL = env_list("SANDBOX_FAIL", [])
 
@@ -234,6 +284,21 @@ BREAKERS = {
         "window": env_int(f"BREAKER_{service.upper()}_WINDOW", 60, minimum=1),
     }
     for service in SERVICES
+}
+# Each provider's shared rate limit in calls per second (a Redis token bucket every worker
+# draws from; 0 = none) and the calls one job keeps in flight at once. The defaults stay under the
+# providers' documented limits (PROVIDERS.md): Instantly 100/s per workspace, Perplexity's lowest
+# tier about 50/min; MillionVerifier and OpenAI allow more than these.
+_RATE_DEFAULTS = {"apollo": 5.0, "instantly": 20.0, "millionverifier": 100.0, "openai": 50.0, "perplexity": 0.8}
+PROVIDER_RATE_LIMITS = {
+    service: env_float(f"PROVIDER_{service.upper()}_RATE", default, minimum=0)
+    for service, default in _RATE_DEFAULTS.items()
+}
+PROVIDER_CONCURRENCY = {
+    service: env_int(
+        f"PROVIDER_{service.upper()}_CONCURRENCY", 32 if service in ("millionverifier", "openai") else 4, minimum=1
+    )
+    for service in _RATE_DEFAULTS
 }
 for _bad in set(SANDBOX_FAIL) - set(SERVICES):
     raise ImproperlyConfigured(f"SANDBOX_FAIL names an unknown service {_bad!r}; known: {', '.join(SERVICES)}")

@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .models import SandboxSetting
+from .sandbox import sandbox_controls_forget
 
 
 @admin.register(SandboxSetting)
@@ -24,6 +25,7 @@ class SandboxSettingAdmin(admin.ModelAdmin):
     def _set_fail(self, request: HttpRequest, queryset: QuerySet[SandboxSetting], *, fail: bool) -> None:
         services = ", ".join(str(setting) for setting in queryset)
         count = queryset.update(fail=fail)
+        sandbox_controls_forget()
         verb = "now fail every call" if fail else "answer normally again"
         # The admin history is where operators look for who injected a failure, and when.
         LogEntry.objects.log_actions(request.user.pk, queryset, CHANGE, f"Changed fail to {fail}.")

@@ -12,8 +12,9 @@ reach a real mailbox.
 import hashlib
 import json
 import random
+import threading
 import uuid
-from time import sleep
+from time import monotonic, sleep
 from typing import Any, ClassVar, Self
 
 from django.conf import settings
@@ -74,22 +75,65 @@ def digest(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
+# The operators' switches (SandboxSetting rows), read at most every SANDBOX_CONTROLS_TTL_SECONDS
+# per process: a sandbox answering thousands of calls a second must not query the database for
+# each. Threads that run provider calls for the engine (campaigns/batches.py) never query at all
+# (cache_only_in_this_thread): they hold no database connection; the engine's coordinating thread
+# refreshes the switches for them.
+_controls_lock = threading.Lock()
+_controls: dict[str, tuple[bool, int | None]] = {}
+_controls_loaded_at = float("-inf")
+_thread = threading.local()
+
+
+def cache_only_in_this_thread() -> None:
+    """Mark the current thread as one that must never touch the database (a call executor)."""
+    _thread.cache_only = True
+
+
+def sandbox_controls_refresh(*, force: bool = False) -> None:
+    """Reload the switches if they are older than the TTL (or `force`); no-op in cache-only threads."""
+    global _controls_loaded_at
+    if getattr(_thread, "cache_only", False):
+        return
+    if not force and monotonic() - _controls_loaded_at < settings.SANDBOX_CONTROLS_TTL_SECONDS:
+        return
+    rows = SandboxSetting.objects.values_list("service", "fail", "latency_ms")
+    with _controls_lock:
+        _controls.clear()
+        _controls.update({service: (fail, latency_ms) for service, fail, latency_ms in rows})
+        _controls_loaded_at = monotonic()
+
+
+def sandbox_controls_forget() -> None:
+    """Drop the cached switches (an operator just changed them in this process)."""
+    global _controls_loaded_at
+    _controls_loaded_at = float("-inf")
+
+
+def sandbox_controls(service: str) -> tuple[bool, int]:
+    """(fail, latency in ms) of a service's sandbox: the operator's switch or SANDBOX_FAIL, and
+    the row's latency or SANDBOX_LATENCY_MS."""
+    sandbox_controls_refresh()
+    fail, latency_ms = _controls.get(service, (False, None))
+    latency_ms = settings.SANDBOX_LATENCY_MS if latency_ms is None else latency_ms
+    return fail or service in settings.SANDBOX_FAIL, latency_ms
+
+
 def failure_injected(service: str) -> bool:
     """Whether the sandbox of `service` (also "smtp") must fail every call right now."""
-    return service in settings.SANDBOX_FAIL or SandboxSetting.objects.filter(service=service, fail=True).exists()
+    return sandbox_controls(service)[0]
 
 
 class Sandbox:
     service: ClassVar[str]
 
     def call(self) -> None:
-        """Wait the configured latency, then fail if failure is injected. One indexed query."""
-        row = SandboxSetting.objects.filter(service=self.service).values_list("fail", "latency_ms").first()
-        fail, latency_ms = row or (False, None)
-        latency_ms = settings.SANDBOX_LATENCY_MS if latency_ms is None else latency_ms
+        """Wait the configured latency, then fail if failure is injected."""
+        fail, latency_ms = sandbox_controls(self.service)
         if latency_ms:
             sleep(latency_ms / 1000)
-        if fail or self.service in settings.SANDBOX_FAIL:
+        if fail:
             raise SandboxInjectedFailure(self.service, "failure injected in the sandbox", 503)
 
     def close(self) -> None:

@@ -78,7 +78,8 @@ def _now() -> float:
     return time.time()
 
 
-def _keys(service: str) -> tuple[str, str]:
+def breaker_keys(service: str) -> tuple[str, str]:
+    """The breaker's state hash and its failures' sorted set."""
     return rkey("breaker", service), rkey("breaker", service, "failures")
 
 
@@ -105,7 +106,7 @@ def breaker_failure_count(service: str, error: str, *, trips_immediately: bool =
     config = _config(service)
     script = get_redis().register_script(_RECORD_FAILURE)
     opened, failures = script(
-        keys=list(_keys(service)),
+        keys=list(breaker_keys(service)),
         args=[_now(), config["window"], config["threshold"], int(trips_immediately), error[:1000], uuid.uuid4().hex],
     )
     return bool(opened), int(failures)
@@ -114,7 +115,7 @@ def breaker_failure_count(service: str, error: str, *, trips_immediately: bool =
 def breaker_close(service: str) -> None:
     """Closed, no failures counted. Only an operator's reset gets here."""
     _config(service)
-    state_key, failures_key = _keys(service)
+    state_key, failures_key = breaker_keys(service)
     pipe = get_redis().pipeline(transaction=True)
     pipe.delete(state_key, failures_key)
     pipe.hset(state_key, mapping={"state": CLOSED, "opened_at": "", "last_error": ""})
@@ -127,7 +128,7 @@ def breaker_restore(
     """Recreate a vanished breaker hash (from the database history); never overwrites one."""
     script = get_redis().register_script(_RESTORE)
     script(
-        keys=[_keys(service)[0]],
+        keys=[breaker_keys(service)[0]],
         args=[state, opened_at.timestamp() if opened_at else "", last_error[:1000], failures],
     )
 
@@ -135,7 +136,7 @@ def breaker_restore(
 def breaker_state_fast(service: str) -> str | None:
     """The state alone, one HGET (the guard's hot path). None: the hash is gone, rebuild it."""
     try:
-        return get_redis().hget(_keys(service)[0], "state")
+        return get_redis().hget(breaker_keys(service)[0], "state")
     except redis.RedisError:
         logger.warning("Redis unreadable: breaker %s reported unknown", service)
         return UNKNOWN
@@ -148,7 +149,7 @@ def breakers_read(services: tuple[str, ...] | list[str] | None = None) -> dict[s
     try:
         pipe = get_redis().pipeline(transaction=False)
         for service in services:
-            state_key, failures_key = _keys(service)
+            state_key, failures_key = breaker_keys(service)
             pipe.hgetall(state_key)
             pipe.zcount(failures_key, now - _config(service)["window"], "+inf")
         replies = pipe.execute()

@@ -1,15 +1,30 @@
-"""Every external call goes through `guarded_call`: gate, breaker, call, classify, count."""
+"""Every external call is let through here: gate, breaker, shared rate limit, then the call, then
+the classification and counting of its error.
+
+`call_permit` checks, in one Redis round trip (one Lua script), that the queue latch mirror says
+active, that the service's breaker is closed, and takes a token of each shared rate limit the call
+draws on. The engine asks it right before each call it starts (campaigns/batches.py, the send
+loop); `guarded_call` wraps a single call in the same checks.
+"""
 
 import logging
 import smtplib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
+import redis
 from django.conf import settings
 
-from .breakers import CLOSED, OPEN
+from campaigns_project.redis import get_redis
+from integrations.ratelimit import TAKE_TOKENS_LUA, TokenBucket, provider_bucket
+
+from . import breakers
+from .breakers import OPEN
 from .errors import QueuePaused
-from .gate import gate_open
+from .gate import gate_open, latch_key
+from .models import QueueState
 from .selectors import breaker_state
 from .services import breaker_failure_record, queue_pause
 
@@ -21,6 +36,32 @@ T = TypeVar("T")
 _TRANSPORT_ERRORS = (OSError,)
 # ...except an SMTP server refusing one recipient: that is about one input, like a 4xx.
 _ONE_INPUT_ERRORS = (smtplib.SMTPRecipientsRefused,)
+
+# KEYS: latch mirror, breaker hash, then the buckets; ARGV: the buckets' triples (take_tokens).
+# Returns ok | paused | open:<state> | nolatch | nobreaker | wait:<seconds>.
+_PERMIT_LUA = (
+    TAKE_TOKENS_LUA
+    + """
+local latch = redis.call('GET', KEYS[1])
+if not latch then return 'nolatch' end
+if latch ~= ARGV[#ARGV] then return 'paused' end
+local state = redis.call('HGET', KEYS[2], 'state')
+if not state then return 'nobreaker' end
+if state ~= 'closed' then return 'open:' .. state end
+local wait = take_tokens(3, 1, 1)
+if wait > 0 then return 'wait:' .. tostring(wait) end
+return 'ok'
+"""
+)
+
+
+@dataclass(frozen=True)
+class Permit:
+    granted: bool
+    wait: float = 0.0  # not granted yet: a rate limit has no token for this long
+    refusal: str = ""  # not granted: why ("the queue is paused", "circuit breaker apollo is open", ...)
+    # The refusal is Redis not answering, not a pause: the work waits and goes on by itself.
+    unreachable: bool = False
 
 
 def classify(exc: BaseException) -> tuple[bool, bool]:
@@ -37,33 +78,87 @@ def classify(exc: BaseException) -> tuple[bool, bool]:
     return bool(counts), trips
 
 
-def guarded_call(service: str, fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call fn(*args, **kwargs) for `service` only while the queue is active and the service's
-    breaker is closed; otherwise raise QueuePaused without calling it."""
+def _known(service: str) -> None:
     if service not in settings.SERVICES:
         raise ValueError(f"No circuit breaker for {service!r}; known: {', '.join(settings.SERVICES)}")
-    if not gate_open():
-        raise QueuePaused("The queue is paused.", service=service)
-    state = breaker_state(service)
-    if state != CLOSED:
-        if state == OPEN:
-            # An open breaker always means a paused queue. If the pause after the trip failed
-            # (database unreachable then), the next caller finishes it; queue_pause is idempotent.
-            try:
-                queue_pause(reason=f"breaker:{service}", actor=None)
-            except Exception:
-                logger.exception("Could not pause the queue for open breaker %s", service)
-        raise QueuePaused(f"Circuit breaker {service} is {state}.", service=service)
 
+
+def call_permit(service: str, buckets: Iterable[TokenBucket | None] = ()) -> Permit:
+    """May one call to `service` start now? Checks the gate and the breaker and takes a token of
+    every bucket, all in one round trip; a missing latch mirror or breaker hash (Redis restarted)
+    is rebuilt from the database and checked again. Fails closed: Redis not answering refuses."""
+    _known(service)
+    buckets = [bucket for bucket in buckets if bucket is not None]
+    keys = [latch_key(), breakers.breaker_keys(service)[0], *(bucket.key for bucket in buckets)]
+    args = [arg for bucket in buckets for arg in bucket.script_args()] + [QueueState.State.ACTIVE]
+    try:
+        script = get_redis().register_script(_PERMIT_LUA)
+        for _ in range(3):  # at most: rebuild the mirror, rebuild the breaker, answer
+            answer = script(keys=keys, args=args)
+            if answer == "nolatch":
+                if not gate_open():  # rebuilds the mirror from the latch row
+                    return Permit(False, refusal="the queue is paused")
+                continue
+            if answer == "nobreaker":
+                breaker_state(service)  # rebuilds the hash from the breaker history
+                continue
+            break
+    except redis.RedisError:
+        logger.warning("Redis unreadable: no call to %s may start", service)
+        return Permit(False, refusal="Redis cannot be reached", unreachable=True)
+    if answer == "ok":
+        return Permit(True)
+    if answer.startswith("wait:"):
+        return Permit(False, wait=float(answer[5:]))
+    if answer.startswith("open:"):
+        state = answer[5:]
+        if state == OPEN:
+            _pause_for_open_breaker(service)
+        return Permit(False, refusal=f"circuit breaker {service} is {state}")
+    if answer == "paused":
+        return Permit(False, refusal="the queue is paused")
+    return Permit(False, refusal=f"the gate could not be read ({answer})", unreachable=True)
+
+
+def _pause_for_open_breaker(service: str) -> None:
+    """An open breaker always means a paused queue. If the pause after the trip failed (database
+    unreachable then), the next caller finishes it; queue_pause is idempotent."""
+    try:
+        if QueueState.get().is_active:
+            queue_pause(reason=f"breaker:{service}", actor=None)
+    except Exception:
+        logger.exception("Could not pause the queue for open breaker %s", service)
+
+
+def failure_record(service: str, exc: BaseException) -> None:
+    """Count an error of a call against the service's breaker, if it is the service's fault. The
+    call that opens the breaker pauses the queue (and with it every campaign and job)."""
+    counts, trips = classify(exc)
+    if not counts:
+        return
+    try:
+        breaker_failure_record(service=service, error=exc, trips_immediately=trips)
+    except Exception:
+        # Never hide the provider's error behind ours. If Redis is down the gate is closed for
+        # everyone anyway; if the database was, the next call re-pauses.
+        logger.exception("Could not record a %s failure", service)
+
+
+def guarded_call(service: str, fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call fn(*args, **kwargs) for `service` only while the queue is active and the service's
+    breaker is closed, within the service's shared rate limit (waiting for a token); otherwise
+    raise QueuePaused without calling it."""
+    bucket = provider_bucket(service)
+    while True:
+        permit = call_permit(service, [bucket])
+        if permit.granted:
+            break
+        if permit.wait:
+            time.sleep(min(permit.wait, 1.0))
+            continue
+        raise QueuePaused(f"Not called: {permit.refusal}.", service=service, unreachable=permit.unreachable)
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        counts, trips = classify(exc)
-        if counts:
-            try:
-                breaker_failure_record(service=service, error=exc, trips_immediately=trips)
-            except Exception:
-                # Never hide the provider's error behind ours. If Redis is down the gate is
-                # closed for everyone anyway; if the database was, the next call re-pauses.
-                logger.exception("Could not record a %s failure", service)
+        failure_record(service, exc)
         raise

@@ -59,11 +59,21 @@ def main() -> int:
     seeded = subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT, capture_output=True, text=True)
 
     celery = [PY, "-m", "celery", "-A", "campaigns_project"]
+    # The production shape in small: campaign work on one worker, housekeeping (sweeper, opens
+    # drain, scheduled launches) on its own, so a campaign's backlog never delays it.
+    installation = env.get("INSTALLATION_ID", "cbo")
     commands = {
         "web": [*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"],
-        "worker": [*celery, "worker", "--loglevel", "info", "--concurrency", "2", "--without-gossip"],
+        "worker": [
+            *celery, "worker", "--loglevel", "info", "--concurrency", "2", "--without-gossip", "-n", "worker@%h",
+            "-Q", f"{installation}.pipeline,{installation}.send,{installation}.default",
+        ],
+        "house": [
+            *celery, "worker", "--loglevel", "info", "--concurrency", "1", "--without-gossip", "-n", "housekeeping@%h",
+            "-Q", f"{installation}.housekeeping",
+        ],
         "beat": [*celery, "beat", "--loglevel", "info"],
-    }
+    }  # fmt: skip
     for name, cmd in commands.items():
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         children.append((name, proc))

@@ -22,6 +22,10 @@ class Recipient(models.Model):
     token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     message_id = models.CharField(max_length=255, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)  # entered `sending`; finds the stuck ones
+    # The send job that claimed it (no foreign key: jobs are deleted by retention, this stays as a
+    # record), and how many times a job claimed it; RECIPIENT_MAX_SEND_ATTEMPTS bounds the retries.
+    send_job_id = models.BigIntegerField(null=True, blank=True)
+    send_attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     # First opens and clicks, of any kind and by a human: they decide the unique counters.
     first_opened_at = models.DateTimeField(null=True, blank=True)
@@ -39,8 +43,8 @@ class Recipient(models.Model):
             models.Index(fields=["campaign", "status", "id"], name="recipient_campaign_status"),
             # Webhooks find a recipient by the Message-ID we gave it.
             models.Index(fields=["message_id"], name="recipient_message_id", condition=~Q(message_id="")),
-            # "Stuck in sending" for the admin filter.
-            models.Index(fields=["claimed_at"], name="recipient_sending", condition=Q(status="sending")),
+            # The recipients a send job holds (its recovery) and "stuck in sending" for the admin.
+            models.Index(fields=["send_job_id", "claimed_at"], name="recipient_sending", condition=Q(status="sending")),
         ]
 
     def __str__(self) -> str:

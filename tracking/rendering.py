@@ -5,6 +5,7 @@ import html
 import re
 from dataclasses import dataclass
 from email.utils import formataddr, make_msgid
+from functools import lru_cache
 from urllib.parse import quote
 
 from django.conf import settings
@@ -109,9 +110,17 @@ def render_content(*, campaign: Campaign, context: dict) -> Content:
 
 def _compile(source: str, field: str):
     try:
-        return ENGINE.from_string(source)
+        return _compiled(source)
     except TemplateSyntaxError as exc:
         raise ValidationError({field: [f"Template error: {exc}"]}) from exc
+
+
+@lru_cache(maxsize=128)
+def _compiled(source: str):
+    """A compiled template per source text: a send batch renders the same two templates for every
+    recipient, and compiling them is most of the cost of rendering (a Template renders safely in
+    any thread)."""
+    return ENGINE.from_string(source)
 
 
 def _anchor_for_bare_url(match: re.Match) -> str:

@@ -1,40 +1,59 @@
-"""The smtp outreach channel: the launcher that prepares the phase, the send_email job handler, and
-the test send.
+"""The smtp outreach channel: the launcher that prepares the phase, the send_email job handler, the
+settler that says when outreach is over, the recovery of a lost send job, and the test send.
 
-At most once: a recipient is claimed (pending -> sending) before SMTP and marked sent right after.
-Only recipients never handed to the mail server go back to pending. One whose hand-over was cut off
-(lost connection, killed worker) stays in `sending`, since the server may have accepted it: the
-admin reports it and an operator decides.
+At most once: a recipient is claimed (pending → sending) before SMTP and marked sent after. The
+hand-over of one message is MAIL, RCPT, DATA and its content, then the end of DATA (".") that
+commits it, then the server's answer. A connection lost before the "." delivers nothing (RFC 5321:
+the server discards an unfinished transaction), so the recipient goes back to pending; only one
+whose "." was sent and whose answer never came is uncertain: it stays in `sending`, shown to
+operators, who decide. The send journal (tracking/journal.py) lets the sweeper tell these cases
+apart after a worker was killed.
 """
 
+import contextlib
 import logging
+import math
 import re
 import smtplib
 import socket
-import time
 from dataclasses import dataclass
+from time import monotonic, sleep
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
+from django.core.mail.message import sanitize_address
 from django.db import connection as db
-from django.db.models import Exists, OuterRef
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from campaigns.jobs import JobIncomplete
-from campaigns.models import Campaign
-from campaigns.registry import PermanentJobError, RetryableJobError, job_handler, outreach_launcher
-from campaigns.states import CampaignStatus
+from campaigns.jobs import Heartbeat, JobDeferred, JobIncomplete, JobStopped, job_checkpoint, job_control
+from campaigns.models import Campaign, Job
+from campaigns.pipeline import phase_items_add
+from campaigns.registry import (
+    OutreachOutcome,
+    PermanentJobError,
+    RetryableJobError,
+    job_handler,
+    job_recoverer,
+    outreach_launcher,
+    outreach_settler,
+)
+from campaigns.states import JobType, Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
 from integrations.ratelimit import TokenBucket
 from integrations.sandbox import failure_injected
 from queue_control.errors import QueuePaused
-from queue_control.guard import guarded_call
+from queue_control.guard import call_permit, failure_record, guarded_call
 
 from . import services
+from .counters import counters_read
+from .journal import JournalRefused, journal_append, journal_close, journal_open, journal_read, journal_take_over
 from .models import Recipient, Suppression
 from .rendering import (
     SAMPLE_LEAD,
@@ -50,6 +69,14 @@ from .states import RecipientStatus
 logger = logging.getLogger(__name__)
 
 VERIFIED_EMAIL_STATUSES = ("valid", "catch_all")
+# How often a send batch re-reads its job and campaign (a pause or cancel stops it between two
+# messages) and flushes what was sent.
+CONTROL_SECONDS = 0.25
+# A wait for the campaign's rate limit longer than this hands the batch back instead of sleeping.
+MAX_RATE_WAIT_SECONDS = 2.0
+# Consecutive 4xx replies after which the batch backs off (the server is throttling us).
+MAX_TRANSIENT_IN_A_ROW = 3
+UNCERTAIN = "Delivery uncertain: the message was committed but the server's answer never came"
 
 # A 5xx that says the mailbox does not exist is a hard bounce: the address is suppressed. Other 5xx
 # replies (policy, content, "mailbox unavailable", which RFC 5321 also uses for policy refusals)
@@ -59,13 +86,14 @@ _USER_UNKNOWN = re.compile(
     r"|mailbox not found|recipient not found|invalid recipient|address not found",
     re.IGNORECASE,
 )
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def is_hard_bounce(code: int, reply: str) -> bool:
     return code in (550, 551, 553) and bool(_USER_UNKNOWN.search(reply))
 
 
-# --- SMTP calls (each one runs under guarded_call("smtp", ...)) ---------------------------------
+# --- SMTP calls --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -87,7 +115,7 @@ def _text(reply) -> str:
 
 def _provider_error(exc: Exception, *, delivery_uncertain: bool) -> ProviderError:
     """Service-level SMTP failures as the typed errors the breaker counts. `delivery_uncertain`
-    tells the send loop whether the server may have accepted the message before failing."""
+    says whether the server may have accepted the message before failing."""
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         error: ProviderError = AuthError("smtp", _text(exc.smtp_error), exc.smtp_code)
     elif isinstance(exc, socket.timeout | TimeoutError):
@@ -111,30 +139,65 @@ def smtp_open(connection) -> None:
         raise _provider_error(exc, delivery_uncertain=False) from exc
 
 
-def smtp_send(connection, message) -> Refusal | None:
-    """Hand one message over the open connection. None when the server accepted it."""
-    try:
+def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
+    """Hand one single-recipient message over an open connection; None when the server accepted
+    it. `before_commit()` runs right before the end of DATA: if it raises, the connection is
+    dropped without committing, and the server discards the message.
+
+    Speaks the SMTP dialogue itself (smtplib's sendmail sends the content and its final "." in
+    one step) so that the instant of commitment is known. Backends without an SMTP connection
+    (console, file, locmem) hand the message over in one step after `before_commit`."""
+    smtp = getattr(connection, "connection", None)
+    if not isinstance(smtp, smtplib.SMTP):
+        if before_commit is not None:
+            before_commit()
         connection.send_messages([message])
-    except smtplib.SMTPRecipientsRefused as exc:
-        code, reply = next(iter(exc.recipients.values()))
-        return Refusal(code, _text(reply))
-    except smtplib.SMTPDataError as exc:
-        return Refusal(exc.smtp_code, _text(exc.smtp_error))
-    except smtplib.SMTPSenderRefused as exc:  # our sender is refused: every message would be
+        return None
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    sender = sanitize_address(message.from_email, encoding)
+    [recipient] = [sanitize_address(address, encoding) for address in message.recipients()]
+    data = message.message().as_bytes(linesep="\r\n")
+    try:
+        smtp.ehlo_or_helo_if_needed()
+        options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+        code, reply = smtp.mail(sender, options)
+        if code != 250:
+            # Our sender is refused: every message would be, so this is about the service.
+            smtp.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            smtp.rset()
+            return Refusal(code, _text(reply))
+        code, reply = smtp.docmd("data")
+        if code != 354:
+            smtp.rset()
+            return Refusal(code, _text(reply))
+        content = _LEADING_DOT.sub(b"..", data)
+        smtp.send(content if content.endswith(b"\r\n") else content + b"\r\n")
+    except (smtplib.SMTPException, OSError) as exc:
         raise _provider_error(exc, delivery_uncertain=False) from exc
+    if before_commit is not None:
+        try:
+            before_commit()
+        except BaseException:
+            connection.close()  # no end of DATA: nothing is delivered
+            raise
+    try:
+        smtp.send(b".\r\n")
+        code, reply = smtp.getreply()
     except (smtplib.SMTPException, OSError) as exc:
         raise _provider_error(exc, delivery_uncertain=True) from exc
-    return None
+    return None if code == 250 else Refusal(code, _text(reply))
 
 
-# --- The launcher ------------------------------------------------------------------------------
+# --- The launcher and the settler ---------------------------------------------------------------
 
 
 @outreach_launcher("smtp")
-def smtp_outreach_launch(*, campaign: Campaign) -> list[int]:
+def smtp_outreach_launch(*, campaign: Campaign) -> None:
     """Recipients from the verified leads minus the organization's suppression list, then one
-    send_email job per SEND_BATCH_SIZE pending recipients. Runs in the pipeline's transaction,
-    which enqueues the returned job ids."""
+    send_email job per SEND_BATCH_SIZE pending recipients. Runs in the pipeline's transaction."""
     suppressed = Suppression.objects.filter(organization_id=campaign.organization_id, email=Lower(OuterRef("email")))
     leads = (
         campaign.leads.filter(email_status__in=VERIFIED_EMAIL_STATUSES)
@@ -150,14 +213,67 @@ def smtp_outreach_launch(*, campaign: Campaign) -> list[int]:
         ignore_conflicts=True,  # recipients an operator added by hand stay as they are
     )
     pending = campaign.recipients.filter(status=RecipientStatus.PENDING).count()
-    return services.send_jobs_create(campaign_id=campaign.pk, recipient_count=pending)
+    services.send_jobs_create(campaign_id=campaign.pk, recipient_count=pending)
+
+
+@outreach_settler("smtp")
+def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
+    """Every send job is final. Pending recipients left (a 4xx, a released batch) get more jobs,
+    unless they used all their attempts; recipients still in `sending` wait for an operator; a
+    campaign that sent nothing though it tried fails; otherwise outreach is done."""
+    status_counts = dict(
+        Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.PENDING, RecipientStatus.SENDING))
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    if status_counts.get(RecipientStatus.PENDING):
+        exhausted = services.recipients_transition(
+            campaign_id=campaign.pk,
+            to_status=RecipientStatus.FAILED,
+            where=Q(status=RecipientStatus.PENDING, send_attempts__gte=settings.RECIPIENT_MAX_SEND_ATTEMPTS),
+            last_error=f"Not sent: gave up after {settings.RECIPIENT_MAX_SEND_ATTEMPTS} attempts.",
+        )
+        phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=exhausted)
+        remaining = status_counts[RecipientStatus.PENDING] - exhausted
+        if remaining:
+            services.send_jobs_create(campaign_id=campaign.pk, recipient_count=remaining, new_recipients=False)
+            return OutreachOutcome(OutreachOutcome.MORE)
+    uncertain = status_counts.get(RecipientStatus.SENDING, 0)
+    if uncertain:
+        return OutreachOutcome(
+            OutreachOutcome.WAITING,
+            f"Waiting for an operator: {uncertain} recipient{'s' if uncertain != 1 else ''} in sending, "
+            f"delivery uncertain (a hand-over was cut off). Check the mail server's log, then release "
+            f"them to be sent again, or mark them sent or failed.",
+        )
+    counts = counters_read(campaign_id=campaign.pk)
+    sent, failed, bounced = (counts.get(f"recipients.{s}", 0) for s in ("sent", "failed", "bounced"))
+    if not sent and failed + bounced:
+        last_error = (
+            Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.FAILED, RecipientStatus.BOUNCED))
+            .exclude(last_error="")
+            .values_list("last_error", flat=True)
+            .last()
+        )
+        return OutreachOutcome(
+            OutreachOutcome.FAILED,
+            f"No message was sent: all {failed + bounced} sends failed"
+            + (f"; last error: {last_error}" if last_error else "."),
+        )
+    parts = [f"{sent} sent"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if bounced:
+        parts.append(f"{bounced} bounced")
+    return OutreachOutcome(OutreachOutcome.DONE, ", ".join(parts) if sent or failed or bounced else "nothing to send")
 
 
 # --- The send_email job ------------------------------------------------------------------------
 
 
-def recipients_claim(*, campaign_id, limit: int) -> list[int]:
-    """Move up to `limit` of the campaign's pending recipients to sending; return their ids.
+def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
+    """Move up to `limit` of the campaign's pending recipients to sending for job `job_id`;
+    return their ids.
 
     The conditional UPDATE is the claim: a row leaves `pending` once, so of two deliveries of the
     same job (or two jobs of the campaign) running at once, only the one whose UPDATE moved a row
@@ -172,126 +288,224 @@ def recipients_claim(*, campaign_id, limit: int) -> list[int]:
     # Only the model's table name and a fixed clause are formatted in; every value is a parameter.
     sql = (
         f"WITH claim AS MATERIALIZED (SELECT id FROM {table} WHERE campaign_id = %s AND status = %s "  # noqa: S608
-        f"ORDER BY id LIMIT %s{skip_locked}) "
-        f"UPDATE {table} SET status = %s, claimed_at = %s WHERE status = %s AND id IN (SELECT id FROM claim) "
-        f"RETURNING id"
+        f"AND send_attempts < %s ORDER BY id LIMIT %s{skip_locked}) "
+        f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
+        f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
     )
+    params = [campaign, "pending", settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, "sending", claimed_at, job_id]
     with db.cursor() as cursor:
-        cursor.execute(sql, [campaign, "pending", limit, "sending", claimed_at, "pending"])
+        cursor.execute(sql, [*params, "pending"])
         return sorted(row[0] for row in cursor.fetchall())
 
 
-class _SendBudgetExceeded(Exception):
-    pass
-
-
-def _wait_for_send_slot(bucket, deadline: float) -> None:
-    """Wait for the campaign's shared rate limit, or give up when the wait would outlast the job."""
-    while True:
-        wait = bucket.try_acquire()
-        if wait <= 0:
-            return
-        if time.monotonic() + wait > deadline:
-            raise _SendBudgetExceeded
-        time.sleep(wait)
-
-
-def _send_bucket(campaign: Campaign):
+def _send_bucket(campaign: Campaign) -> TokenBucket:
     per_minute = campaign.send_rate_per_minute
     # A burst of one second's worth: the limit holds across all workers sending this campaign.
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
 
 
-@job_handler("send_email")
-def send_email_job(*, job) -> dict:
+@job_handler(JobType.SEND_EMAIL)
+def send_email_job(*, job: Job) -> dict:
     """Send one batch of a campaign's pending recipients through one SMTP connection."""
     campaign = Campaign.objects.get(pk=job.campaign_id)
-    services.recipients_fail_suppressed(campaign=campaign)
-    ids = recipients_claim(campaign_id=campaign.pk, limit=settings.SEND_BATCH_SIZE)
-    if not ids:
-        return {"claimed": 0, "sent": 0}
-    return _send_batch(campaign=campaign, recipient_ids=ids)
-
-
-def _send_batch(*, campaign: Campaign, recipient_ids: list[int]) -> dict:
-    recipients = list(Recipient.objects.filter(pk__in=recipient_ids).select_related("lead").order_by("id"))
-    untouched = {r.pk for r in recipients}  # claimed but never handed to the server: safe to release
-    result = {"claimed": len(recipients), "sent": 0, "failed": 0, "bounced": 0}
-    # Stop early enough to release the rest cleanly before Celery's soft time limit.
-    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * 0.8
-    bucket = _send_bucket(campaign)
-    links = LinkRegistry(campaign.pk)
-    connection = get_connection()
     try:
-        guarded_call("smtp", smtp_open, connection)
-        for recipient in recipients:
-            status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
-            if status != CampaignStatus.RUNNING:  # paused or cancelled mid-batch: start nothing more
-                result["stopped"] = status
-                break
-            _wait_for_send_slot(bucket, deadline)
+        journal_open(job.pk, job.attempts)  # before the claim: a claim is never without its journal
+    except redis.RedisError as exc:
+        raise JobDeferred(f"The send journal cannot be written: {exc}", delay=5) from exc
+    # No more than the campaign's rate lets this task send within its budget.
+    rate = campaign.send_rate_per_minute / 60.0
+    limit = min(settings.SEND_BATCH_SIZE, max(1, math.ceil(rate * settings.ENGINE_TASK_BUDGET_SECONDS)))
+    ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
+    if not ids:
+        journal_close(job.pk)
+        return {**job.result, "claimed": 0, "sent": 0}
+    return SendBatch(job, campaign).run(ids)
+
+
+class SendBatch:
+    """One SMTP connection, the claimed recipients in id order, the gate and the campaign's rate
+    limit before each message, the journal before each commit, results flushed set-based."""
+
+    def __init__(self, job: Job, campaign: Campaign) -> None:
+        self.job = job
+        self.campaign = campaign
+        self.bucket = _send_bucket(campaign)
+        self.heartbeat = Heartbeat(job)
+        self.deadline = monotonic() + settings.ENGINE_TASK_BUDGET_SECONDS
+        self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database
+        self.untouched: set[int] = set()  # claimed, never committed: safe to release
+        self.result = {key: int(job.result.get(key, 0)) for key in ("claimed", "sent", "failed", "bounced")}
+
+    def run(self, ids: list[int]) -> dict:
+        self.result["claimed"] += len(ids)
+        # Addresses suppressed since they were added (an unsubscribe from another campaign, a
+        # manual entry) are failed, never mailed.
+        suppressed = services.recipients_fail_suppressed(campaign=self.campaign, ids=ids)
+        phase_items_add(campaign_id=self.campaign.pk, phase=Phase.OUTREACH, failed=suppressed)
+        recipients = list(
+            Recipient.objects.filter(pk__in=ids, status=RecipientStatus.SENDING).select_related("lead").order_by("id")
+        )
+        self.untouched = {recipient.pk for recipient in recipients}
+        links = LinkRegistry(self.campaign.pk)
+        connection = get_connection()
+        journal_entry = ""  # the last acceptance, journaled with the next commit
+        next_control = last_flush = monotonic()
+        try:
+            self._permit(rate_limited=False)  # opening the connection sends no message: no token
             try:
-                content = add_tracking(
-                    render_content(campaign=campaign, context=recipient_context(recipient)),
-                    recipient=recipient,
-                    links=links,
-                )
-            except ValidationError as exc:
-                raise PermanentJobError(f"Cannot render the campaign's templates: {exc.messages}") from exc
-            message, message_id = build_message(
-                campaign=campaign, content=content, to=recipient.email, recipient=recipient, connection=connection
-            )
-            untouched.discard(recipient.pk)
-            try:
-                refusal = guarded_call("smtp", smtp_send, connection, message)
-            except QueuePaused:
-                untouched.add(recipient.pk)  # the gate refused before any SMTP call
-                raise
+                smtp_open(connection)
             except ProviderError as exc:
-                if not getattr(exc, "delivery_uncertain", True):
-                    untouched.add(recipient.pk)
-                else:
-                    Recipient.objects.filter(pk=recipient.pk).update(last_error=f"Delivery uncertain: {exc}")
+                failure_record("smtp", exc)
                 raise
-            if refusal is None:
-                services.recipients_transition(
-                    campaign_id=campaign.pk,
-                    to_status=RecipientStatus.SENT,
-                    ids=[recipient.pk],
-                    message_id=message_id,
-                    sent_at=timezone.now(),
-                    last_error="",
-                )
-                result["sent"] += 1
-            elif refusal.transient:
-                services.recipients_transition(
-                    campaign_id=campaign.pk,
-                    to_status=RecipientStatus.PENDING,
-                    ids=[recipient.pk],
-                    claimed_at=None,
-                    last_error=f"{refusal.code} {refusal.reply}",
-                )
-                raise RetryableJobError(f"SMTP {refusal.code} for {recipient.email}: {refusal.reply}")
-            else:
-                hard = is_hard_bounce(refusal.code, refusal.reply)
-                services.recipient_bounce_on_send(
-                    recipient=recipient, error=f"{refusal.code} {refusal.reply}", suppress=hard
-                )
-                result["bounced" if hard else "failed"] += 1
-    except _SendBudgetExceeded:
-        result["stopped"] = "rate limit"
-    finally:
-        connection.close()
-        if untouched:
-            services.recipients_transition(
-                campaign_id=campaign.pk, to_status=RecipientStatus.PENDING, ids=untouched, claimed_at=None
+            transient_in_a_row = 0
+            for recipient in recipients:
+                if monotonic() >= next_control:
+                    self._control()
+                    next_control = monotonic() + CONTROL_SECONDS
+                self._permit()
+                message, message_id = self._message(recipient, links, connection)
+                entries = [entry for entry in (journal_entry, f"b:{recipient.pk}") if entry]
+                try:
+                    refusal = smtp_handover(
+                        connection, message, before_commit=lambda entries=entries: journal_append(self.job.pk, *entries)
+                    )
+                except JournalRefused as exc:
+                    raise JobDeferred(f"Not sent: {exc}.", delay=5) from exc
+                except ProviderError as exc:
+                    failure_record("smtp", exc)
+                    if getattr(exc, "delivery_uncertain", True):
+                        self.untouched.discard(recipient.pk)
+                        Recipient.objects.filter(pk=recipient.pk).update(last_error=f"{UNCERTAIN}: {exc}")
+                    raise
+                self.untouched.discard(recipient.pk)
+                journal_entry = ""
+                if refusal is None:
+                    self.sent[recipient.pk] = (message_id, timezone.now())
+                    journal_entry = f"s:{recipient.pk}:{message_id}"
+                    transient_in_a_row = 0
+                elif refusal.transient:
+                    self._release([recipient.pk], error=f"{refusal.code} {refusal.reply}")
+                    transient_in_a_row += 1
+                    if transient_in_a_row >= MAX_TRANSIENT_IN_A_ROW:
+                        raise RetryableJobError(f"SMTP {refusal.code} for {recipient.email}: {refusal.reply}")
+                else:
+                    self._refused(recipient, refusal)
+                if (
+                    monotonic() - last_flush >= settings.ENGINE_FLUSH_SECONDS
+                    or len(self.sent) >= settings.ENGINE_FLUSH_ITEMS
+                ):
+                    self._flush()
+                    last_flush = monotonic()
+        finally:
+            with contextlib.suppress(Exception):  # the connection is gone either way
+                connection.close()
+            # If the database fails here the error goes up, and the journal stays for the sweeper.
+            self._flush()
+            self._release(sorted(self.untouched))
+            journal_close(self.job.pk)
+        return dict(self.result)
+
+    def _control(self) -> None:
+        if monotonic() > self.deadline and self.untouched:
+            raise JobIncomplete(f"{len(self.untouched)} recipients left: time budget spent")
+        self.heartbeat.beat()
+        reason = job_control(self.job)
+        if reason == "paused":
+            raise QueuePaused("The job was paused.", service="smtp")
+        if reason is not None:
+            raise JobStopped(reason)
+
+    def _permit(self, *, rate_limited: bool = True) -> None:
+        while True:
+            permit = call_permit("smtp", [self.bucket] if rate_limited else [])
+            if permit.granted:
+                return
+            if permit.unreachable:
+                raise JobDeferred(f"Not sent: {permit.refusal}.", delay=5)
+            if not permit.wait:
+                raise QueuePaused(f"Not sent: {permit.refusal}.", service="smtp")
+            if permit.wait > MAX_RATE_WAIT_SECONDS:
+                raise JobDeferred(f"The campaign's send rate: next message in {permit.wait:.0f}s", delay=permit.wait)
+            sleep(permit.wait)
+
+    def _message(self, recipient: Recipient, links: LinkRegistry, connection):
+        try:
+            content = add_tracking(
+                render_content(campaign=self.campaign, context=recipient_context(recipient)),
+                recipient=recipient,
+                links=links,
             )
-    if untouched and result.get("stopped") in ("rate limit", CampaignStatus.PAUSED):
-        # The job goes back to pending without using an attempt: it runs again at once (rate limit)
-        # or, for a paused campaign, its claim waits for the resume.
-        raise JobIncomplete(f"{len(untouched)} recipients left: {result['stopped']}")
-    result["released"] = len(untouched)
-    return result
+        except ValidationError as exc:
+            raise PermanentJobError(f"Cannot render the campaign's templates: {exc.messages}") from exc
+        return build_message(
+            campaign=self.campaign, content=content, to=recipient.email, recipient=recipient, connection=connection
+        )
+
+    def _refused(self, recipient: Recipient, refusal: Refusal) -> None:
+        hard = is_hard_bounce(refusal.code, refusal.reply)
+        services.recipient_bounce_on_send(recipient=recipient, error=f"{refusal.code} {refusal.reply}", suppress=hard)
+        phase_items_add(campaign_id=self.campaign.pk, phase=Phase.OUTREACH, failed=1)
+        self.result["bounced" if hard else "failed"] += 1
+
+    def _flush(self) -> None:
+        if not self.sent:
+            return
+        with transaction.atomic():
+            self.result["sent"] += services.recipients_mark_sent(
+                campaign_id=self.campaign.pk, job_id=self.job.pk, sent=self.sent
+            )
+            job_checkpoint(self.job, **self.result)
+        self.sent = {}
+        self.heartbeat.last = monotonic()
+
+    def _release(self, ids: list[int], *, error: str = "") -> None:
+        if ids:
+            fields = {"claimed_at": None, "send_job_id": None}
+            if error:
+                fields["last_error"] = error
+            # Only while this job still holds them: after a recovery took them back they may be
+            # another job's now.
+            services.recipients_transition(
+                campaign_id=self.campaign.pk,
+                to_status=RecipientStatus.PENDING,
+                ids=ids,
+                where=Q(status=RecipientStatus.SENDING, send_job_id=self.job.pk),
+                **fields,
+            )
+            self.untouched.difference_update(ids)
+
+
+@job_recoverer(JobType.SEND_EMAIL)
+def send_job_recover(*, job: Job) -> str:
+    """A send job lost its worker. From its journal: accepted messages are marked sent, the
+    recipient whose commit began without an answer stays in `sending` (uncertain), and every
+    other recipient the job had claimed goes back to pending. Without a journal (Redis lost it)
+    nothing can be told apart: they all stay in `sending`, for an operator. Returns a note for the
+    job's last error."""
+    claimed = Recipient.objects.filter(send_job_id=job.pk, status=RecipientStatus.SENDING)
+    if not claimed.exists():
+        journal_close(job.pk)
+        return ""
+    entries = journal_take_over(job.pk)
+    if entries is None:
+        count = claimed.update(last_error="Delivery uncertain: its send job's worker and journal were both lost.")
+        return f"{count} recipient(s) left in sending: the send journal was lost."
+    sent, begun = journal_read(entries)
+    now = timezone.now()
+    with transaction.atomic():
+        marked = services.recipients_mark_sent(
+            campaign_id=job.campaign_id, job_id=job.pk, sent={pk: (mid, now) for pk, mid in sent.items()}
+        )
+        uncertain = claimed.filter(pk__in=begun - set(sent)).update(last_error=f"{UNCERTAIN} (its worker was lost).")
+        released = services.recipients_transition(
+            campaign_id=job.campaign_id,
+            to_status=RecipientStatus.PENDING,
+            where=Q(send_job_id=job.pk, status=RecipientStatus.SENDING) & ~Q(pk__in=begun),
+            claimed_at=None,
+            send_job_id=None,
+        )
+    journal_close(job.pk)
+    return f"From its send journal: {marked} marked sent, {released} back to pending, {uncertain} uncertain."
 
 
 # --- The test send -----------------------------------------------------------------------------
@@ -307,7 +521,7 @@ def campaign_send_test(*, campaign: Campaign, to: str, actor=None) -> str:
     connection = get_connection()
     try:
         guarded_call("smtp", smtp_open, connection)
-        refusal = guarded_call("smtp", smtp_send, connection, message)
+        refusal = guarded_call("smtp", smtp_handover, connection, message)
     except QueuePaused as exc:
         raise ApplicationError(f"Cannot send a test: {exc}") from exc
     finally:

@@ -20,12 +20,13 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from campaigns.dispatch import jobs_enqueue
+from campaigns.dispatch import wake
 from campaigns.models import Campaign, Job
-from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobType, Phase
+from campaigns.pipeline import phase_items_add, phase_work_add
+from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobStatus, JobType, Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from campaigns_project.redis import get_redis, rkey
@@ -89,13 +90,47 @@ def suppression_add(*, organization_id, email: str, reason: str) -> bool:
     return bool(created)
 
 
-def send_jobs_create(*, campaign_id, recipient_count: int) -> list[int]:
-    """One send_email job per SEND_BATCH_SIZE recipients. The jobs carry no recipient list: each
-    claims whatever pending recipients of its campaign are left when it runs, so a job that finds
-    none left simply completes."""
+def send_jobs_create(*, campaign_id, recipient_count: int, new_recipients: bool = True) -> int:
+    """One send_email job per SEND_BATCH_SIZE recipients, counted into the outreach phase (with the
+    recipients, when they are new to it), woken after commit. The jobs carry no recipient list:
+    each claims whatever pending recipients of its campaign are left when it runs, so a job that
+    finds none left simply completes."""
     count = math.ceil(recipient_count / settings.SEND_BATCH_SIZE)
-    jobs = Job.objects.bulk_create([Job(campaign_id=campaign_id, job_type=JobType.SEND_EMAIL) for _ in range(count)])
-    return [job.pk for job in jobs]
+    if not count:
+        return 0
+    Job.objects.bulk_create(
+        [Job(campaign_id=campaign_id, job_type=JobType.SEND_EMAIL, size=settings.SEND_BATCH_SIZE) for _ in range(count)]
+    )
+    phase_work_add(
+        campaign_id=campaign_id, phase=Phase.OUTREACH, jobs=count, items=recipient_count if new_recipients else 0
+    )
+    wake(campaign_id, "send", count=count)
+    return count
+
+
+def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]]) -> int:
+    """Recipients the mail server accepted (id → Message-ID and time) for send job `job_id`, in one
+    UPDATE, counted into the stats and the outreach phase in the same transaction. Only from
+    `sending` under that job: a recipient marked twice (a journal replayed after a flush) counts
+    once."""
+    if not sent:
+        return 0
+    ids = list(sent)
+    with transaction.atomic():
+        moved = (
+            Recipient.objects.filter(campaign_id=campaign_id, pk__in=ids, send_job_id=job_id)
+            .filter(status=RecipientStatus.SENDING)
+            .update(
+                status=RecipientStatus.SENT,
+                message_id=Case(*(When(pk=pk, then=Value(mid)) for pk, (mid, _) in sent.items())),
+                sent_at=Case(*(When(pk=pk, then=Value(at)) for pk, (_, at) in sent.items())),
+                last_error="",
+            )
+        )
+        if moved:
+            counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved})
+            phase_items_add(campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved, passed=moved)
+    return moved
 
 
 def _outreach_is_running(campaign: Campaign) -> bool:
@@ -151,7 +186,7 @@ def recipients_add(
         counts["suppressed"] += len(suppressed - existing)
         counts["created"] = len(new)
         if new and _outreach_is_running(campaign):
-            jobs_enqueue(send_jobs_create(campaign_id=campaign.pk, recipient_count=len(new)))
+            send_jobs_create(campaign_id=campaign.pk, recipient_count=len(new))
         campaign_event_record(
             campaign=campaign,
             action="tracking.recipients.added",
@@ -191,12 +226,15 @@ def recipients_release(*, recipient_ids: Iterable[int], actor=None) -> int:
                 campaign_id=campaign.pk,
                 to_status=RecipientStatus.PENDING,
                 ids=ids,
-                where=Q(status=RecipientStatus.SENDING),
+                # Never one a running send job still holds: it may be handing it over right now.
+                where=Q(status=RecipientStatus.SENDING)
+                & ~Q(send_job_id__in=Job.objects.filter(status=JobStatus.PROCESSING).values("pk")),
                 claimed_at=None,
+                send_job_id=None,
             )
             released += moved
             if moved and _outreach_is_running(campaign):
-                jobs_enqueue(send_jobs_create(campaign_id=campaign.pk, recipient_count=moved))
+                send_jobs_create(campaign_id=campaign.pk, recipient_count=moved, new_recipients=False)
             campaign_event_record(
                 campaign=campaign,
                 action="tracking.recipients.released",
@@ -631,13 +669,14 @@ def recipient_bounce_on_send(*, recipient: Recipient, error: str, suppress: bool
         )
 
 
-def recipients_fail_suppressed(*, campaign: Campaign) -> int:
-    """Pending recipients whose address was suppressed after they were added (an unsubscribe from
-    another campaign, a manual entry) are failed before any claim, so they are never mailed."""
+def recipients_fail_suppressed(*, campaign: Campaign, ids: Iterable[int]) -> int:
+    """Claimed recipients whose address was suppressed after they were added (an unsubscribe from
+    another campaign, a manual entry) are failed before any hand-over, so they are never mailed."""
     return recipients_transition(
         campaign_id=campaign.pk,
         to_status=RecipientStatus.FAILED,
-        where=Q(status=RecipientStatus.PENDING)
+        ids=ids,
+        where=Q(status=RecipientStatus.SENDING)
         & Q(Exists(suppressed_emails(organization_id=campaign.organization_id).filter(email=OuterRef("email")))),
         last_error="Not sent: the address is on the organization's suppression list.",
     )

@@ -1,8 +1,9 @@
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from campaigns.models import CampaignEvent
+from campaigns.models import CampaignEvent, CampaignPhase
 from tests.factories import CampaignFactory
 
 
@@ -11,11 +12,22 @@ def act(client, campaign, name):
 
 
 def test_the_campaign_list_shows_status_phase_and_progress(admin_client_logged_in, org):
-    CampaignFactory(organization=org, name="Visible", status="running", phase="enrichment", progress=40)
+    campaign = CampaignFactory(organization=org, name="Visible", status="running", phase="enrichment")
+    now = timezone.now()
+    for phase, done in (("lead_sourcing", 10), ("verification", 10), ("enrichment", 4)):
+        CampaignPhase.objects.create(
+            campaign=campaign,
+            phase=phase,
+            items_total=10,
+            items_done=done,
+            started_at=now,
+            updated_at=now,
+            finished_at=now if done == 10 else None,
+        )
     response = admin_client_logged_in.get(reverse("admin:campaigns_campaign_changelist"))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Visible" in html and "enrichment" in html and "40%" in html
+    assert "Visible" in html and "60% overall (enrichment: 40%)" in html
 
 
 def test_the_campaign_list_filters_and_searches(admin_client_logged_in, org):

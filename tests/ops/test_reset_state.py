@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def populated(org, alice):
     campaign = CampaignFactory(organization=org, status="running")
     lead = LeadFactory(campaign=campaign)
-    JobFactory(campaign=campaign, lead=lead)
+    JobFactory(campaign=campaign, range_start=lead.pk, range_end=lead.pk, size=1)
     CampaignEvent.objects.create(campaign=campaign, action="campaign.running")
     get_redis().set(rkey("breaker", "apollo", "state"), "open")
     get_redis().set("someone-else:key", "kept")

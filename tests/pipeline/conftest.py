@@ -5,9 +5,9 @@ runs them on Celery's in-process test worker against the real Redis broker."""
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from campaigns import tasks
 from campaigns.models import Job
-from campaigns.states import JobStatus
+from campaigns.runner import job_work
+from campaigns.states import QUEUE_JOB_TYPES, JobStatus
 from campaigns_project.celery import app
 from queue_control.models import QueueState
 from tests.factories import CampaignFactory
@@ -33,23 +33,39 @@ def campaign(org):
     return CampaignFactory(organization=org, search_url=SEARCH_URL, lead_count=20, send_rate_per_minute=60_000)
 
 
-def drain(campaign, *, rounds: int = 50) -> None:
-    """Run the campaign's pending jobs until none is left (on_commit wake-ups do not fire inside a
-    test transaction, so this stands in for the worker)."""
+def drain(campaign, *, rounds: int = 500) -> None:
+    """Run the campaign's jobs until none is left, as the workers' wake-ups would (on_commit
+    wake-ups do not fire inside a test transaction, so this stands in for the workers). A retry's
+    wait (run_after) is skipped."""
     for _ in range(rounds):
-        pending = list(
-            Job.objects.filter(campaign=campaign, status=JobStatus.PENDING).order_by("pk").values_list("pk", flat=True)
-        )
-        if not pending:
-            return
-        for job_id in pending:
-            tasks.run_job(job_id)
+        outcomes = [job_work(campaign_id=campaign.pk, kind=kind) for kind in QUEUE_JOB_TYPES]
+        if all(outcome == "nothing to claim" for outcome in outcomes):
+            waiting = Job.objects.active().filter(campaign=campaign, status=JobStatus.PENDING)
+            if not waiting.filter(run_after__isnull=False).update(run_after=None):
+                return
     raise AssertionError(f"campaign {campaign.pk} still has pending jobs after {rounds} rounds")
 
 
 @pytest.fixture
+def sent_messages(monkeypatch):
+    """The Celery messages the code would send (task name, args, queue kind), captured instead."""
+    sent: list = []
+    monkeypatch.setattr(
+        "campaigns.dispatch._send", lambda task, args, *, kind, countdown=None: sent.append((task, args, kind))
+    )
+    return sent
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Runs the on_commit callbacks of the block (the latch mirror, wake-ups) as a commit would."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
 def celery_worker(transactional_db):
-    """Celery's in-process worker on the real Redis broker (REDIS_URL), with a purged queue."""
+    """Celery's in-process worker on the real Redis broker (REDIS_URL), consuming every queue of
+    this installation (the test settings' own), purged first."""
     app.control.purge()
     with start_worker(app, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30) as worker:
         yield worker

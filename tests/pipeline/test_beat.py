@@ -47,9 +47,20 @@ def test_the_migration_keeps_an_operators_edits():
     assert PeriodicTask.objects.get(name="campaigns: reap stuck jobs").enabled is False
 
 
-def test_every_scheduled_task_exists_in_the_celery_app():
-    for task, *_ in schedule.TASKS.values():
+def test_the_sweeper_replaced_the_reaper_and_runs_every_20_seconds():
+    rows = {task.name: task for task in PeriodicTask.objects.all()}
+    assert "campaigns: reap stuck jobs" not in rows
+    sweep = rows["campaigns: sweep"]
+    assert (sweep.task, sweep.interval.every, sweep.interval.period) == ("campaigns.tasks.sweep", 20, "seconds")
+
+
+def test_every_scheduled_task_exists_in_the_celery_app_and_runs_on_the_housekeeping_queue(settings):
+    app.loader.import_default_modules()  # what a worker does at start: every app's tasks module
+    tasks_scheduled = set(PeriodicTask.objects.exclude(task="celery.backend_cleanup").values_list("task", flat=True))
+    assert tasks_scheduled
+    for task in tasks_scheduled:
         assert task in app.tasks
+        assert app.amqp.router.route({}, task)["queue"].name == settings.CELERY_QUEUE_NAMES["housekeeping"]
 
 
 def test_due_scheduled_campaigns_are_started(org):

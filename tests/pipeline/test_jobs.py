@@ -1,4 +1,4 @@
-"""The job runner: the claim, outcomes, retries, the reaper and cleanup."""
+"""The job runner: the claim, outcomes, retries, the fencing of a run, and cleanup."""
 
 import threading
 from datetime import timedelta
@@ -8,25 +8,38 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import jobs, tasks
-from campaigns.models import Campaign, Job
+from campaigns import jobs, runner
+from campaigns.models import Campaign, CampaignPhase, Job
 from campaigns.registry import JOB_HANDLERS, PermanentJobError, RetryableJobError
 from campaigns.states import JOB_ACTIVE_STATUSES, JOB_FINAL_STATUSES, JobStatus, JobType, Phase
 from integrations.errors import RateLimitedError
 from queue_control.models import QueueState
-from tests.factories import CampaignFactory, JobFactory, LeadFactory
+from tests.factories import CampaignFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
+
+VERIFY = (JobType.VERIFY_EMAIL,)
 
 
 @pytest.fixture
 def running(org):
-    return CampaignFactory(organization=org, status="running", phase=Phase.VERIFICATION)
+    campaign = CampaignFactory(organization=org, status="running", phase=Phase.VERIFICATION)
+    now = timezone.now()
+    CampaignPhase.objects.create(campaign=campaign, phase=Phase.VERIFICATION, started_at=now, updated_at=now)
+    return campaign
+
+
+def add_job(campaign, **fields) -> Job:
+    job = JobFactory(campaign=campaign, job_type=JobType.VERIFY_EMAIL, **fields)
+    CampaignPhase.objects.filter(campaign=campaign, phase=Phase.VERIFICATION).update(
+        jobs_total=Job.objects.filter(campaign=campaign).count()
+    )
+    return job
 
 
 @pytest.fixture
 def job(running):
-    return JobFactory(campaign=running, lead=LeadFactory(campaign=running), job_type=JobType.VERIFY_EMAIL)
+    return add_job(running)
 
 
 @pytest.fixture
@@ -48,6 +61,23 @@ def handler(monkeypatch):
     return fake
 
 
+@pytest.fixture
+def woken(monkeypatch):
+    """The wake-ups the runner sends: (campaign id, queue, countdown)."""
+    sent = []
+
+    def wake(campaign_id, kind, *, count=1, countdown=None):
+        sent.append((str(campaign_id), kind, countdown))
+
+    monkeypatch.setattr(runner, "wake", wake)
+    monkeypatch.setattr(jobs, "wake", wake)
+    return sent
+
+
+def claim(campaign, **kwargs):
+    return jobs.job_claim(campaign_id=campaign.pk, job_types=VERIFY, **kwargs)
+
+
 def age(job_or_qs, **delta):
     qs = job_or_qs if hasattr(job_or_qs, "update") else Job.objects.filter(pk=job_or_qs.pk)
     qs.update(updated_at=timezone.now() - timedelta(**delta))
@@ -58,66 +88,85 @@ def age(job_or_qs, **delta):
 
 def test_the_claim_is_one_conditional_update(job):
     with CaptureQueriesContext(connection) as queries:
-        claimed = jobs.job_claim(job.pk, task_id="task-1")
+        claimed = claim(job.campaign, task_id="task-1")
     updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     assert len(updates) == 1
-    assert "EXISTS" in updates[0]
-    assert (claimed.status, claimed.attempts, claimed.celery_task_id) == (JobStatus.PROCESSING, 1, "task-1")
+    assert "EXISTS" in updates[0] and "SKIP LOCKED" in updates[0]
+    assert (claimed.pk, claimed.status, claimed.attempts, claimed.celery_task_id) == (
+        job.pk,
+        JobStatus.PROCESSING,
+        1,
+        "task-1",
+    )
     assert claimed.started_at is not None
 
 
 def test_a_job_is_claimed_only_once(job):
-    assert jobs.job_claim(job.pk) is not None
-    assert jobs.job_claim(job.pk) is None
+    assert claim(job.campaign) is not None
+    assert claim(job.campaign) is None
+
+
+def test_the_claim_takes_the_campaigns_jobs_in_order_and_only_its_own(running, org):
+    first, second = add_job(running), add_job(running)
+    other = CampaignFactory(organization=org, status="running")
+    JobFactory(campaign=other, job_type=JobType.VERIFY_EMAIL)
+    assert [claim(running).pk, claim(running).pk, claim(running)] == [first.pk, second.pk, None]
+
+
+def test_the_claim_waits_for_a_retrys_time(running):
+    later = add_job(running, run_after=timezone.now() + timedelta(minutes=1))
+    assert claim(running) is None
+    Job.objects.filter(pk=later.pk).update(run_after=timezone.now() - timedelta(seconds=1))
+    assert claim(running).pk == later.pk
 
 
 @pytest.mark.parametrize("status", ["paused", "cancelled", "completed", "failed", "draft"])
 def test_the_claim_refuses_a_job_whose_campaign_is_not_running(job, status):
     Campaign.objects.filter(pk=job.campaign_id).update(status=status)
-    assert jobs.job_claim(job.pk) is None
+    assert claim(job.campaign) is None
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
 
 
 def test_the_claim_refuses_while_the_queue_is_paused(job):
     QueueState.objects.filter(pk=1).update(state=QueueState.State.PAUSED)
-    assert jobs.job_claim(job.pk) is None
+    assert claim(job.campaign) is None
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
 
 
 def test_the_claim_refuses_when_the_latch_row_is_missing(job):
     QueueState.objects.all().delete()
-    assert jobs.job_claim(job.pk) is None
+    assert claim(job.campaign) is None
 
 
-def test_a_task_whose_claim_fails_does_nothing(job, handler):
+def test_a_wake_up_with_nothing_to_claim_does_nothing(job, handler):
     QueueState.objects.filter(pk=1).update(state=QueueState.State.PAUSED)
-    assert tasks.run_job(job.pk) == "not claimed"
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "nothing to claim"
     assert handler.calls == 0
 
 
-def test_a_duplicated_delivery_runs_the_job_once(job, handler):
-    assert tasks.run_job(job.pk) == "completed"
-    assert tasks.run_job(job.pk) == "not claimed"
+def test_a_duplicated_wake_up_runs_the_job_once(job, handler, woken):
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "completed"
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "nothing to claim"
     job.refresh_from_db()
     assert (handler.calls, job.status, job.attempts, job.result) == (1, JobStatus.COMPLETED, 1, {"ok": True})
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_delivered_the_same_job_at_once_run_it_once(org, monkeypatch):
+def test_two_workers_woken_for_the_same_job_at_once_run_it_once(org, monkeypatch):
     campaign = CampaignFactory(organization=org, status="running", phase=Phase.VERIFICATION)
-    job = JobFactory(campaign=campaign, lead=LeadFactory(campaign=campaign), job_type=JobType.VERIFY_EMAIL)
+    job = JobFactory(campaign=campaign, job_type=JobType.VERIFY_EMAIL)
     calls = []
     monkeypatch.setitem(JOB_HANDLERS, JobType.VERIFY_EMAIL, lambda *, job: calls.append(job.pk) or {})
-    monkeypatch.setattr("campaigns.pipeline.campaigns_kick", lambda ids: None)
+    monkeypatch.setattr(runner, "wake", lambda *args, **kwargs: None)
     barrier = threading.Barrier(2)
     outcomes = []
 
     def deliver():
         try:
             barrier.wait()
-            outcomes.append(tasks.run_job(job.pk))
+            outcomes.append(runner.job_work(campaign_id=campaign.pk, kind="pipeline"))
         finally:
             connection.close()
 
@@ -127,88 +176,127 @@ def test_two_workers_delivered_the_same_job_at_once_run_it_once(org, monkeypatch
     for thread in threads:
         thread.join()
 
-    assert sorted(outcomes) == ["completed", "not claimed"]
+    assert sorted(outcomes) == ["completed", "nothing to claim"]
     assert calls == [job.pk]
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.COMPLETED, 1)
 
 
+def test_a_finished_job_passes_its_wake_up_on_while_work_is_left(running, handler, woken):
+    add_job(running)
+    add_job(running)
+    runner.job_work(campaign_id=running.pk, kind="pipeline")
+    assert woken == [(str(running.pk), "pipeline", None)]
+    runner.job_work(campaign_id=running.pk, kind="pipeline")
+    assert len(woken) == 1  # the last job: nothing left to pass on to
+
+
 # --- outcomes and retries ----------------------------------------------------------------------
 
 
-def test_a_transient_error_puts_the_job_back_to_pending_with_a_short_countdown(
-    job, handler, monkeypatch, settings, django_capture_on_commit_callbacks
-):
+def test_a_transient_error_puts_the_job_back_to_pending_with_a_short_countdown(job, handler, woken, settings):
     settings.JOB_RETRY_BACKOFF_SECONDS = 2
-    sent = []
-    monkeypatch.setattr(tasks.run_job, "apply_async", lambda args, countdown: sent.append((args, countdown)))
     handler.effect = RetryableJobError("timeout talking to the verifier")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.run_job(job.pk) == "retry"
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "retry"
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.PENDING, 1)
     assert job.last_error == "RetryableJobError: timeout talking to the verifier"
-    assert sent == [((job.pk,), 4)]  # 2 s * 2**attempts
+    assert job.run_after > timezone.now() + timedelta(seconds=3)  # 2 s * 2**attempts
+    assert woken == [(str(job.campaign_id), "pipeline", 4)]
 
 
-def test_retry_countdowns_stay_short(job, handler, monkeypatch, settings, django_capture_on_commit_callbacks):
+def test_retry_countdowns_stay_short(job, handler, woken, settings):
     settings.JOB_RETRY_BACKOFF_SECONDS = 50
     settings.JOB_MAX_ATTEMPTS = 10
-    sent = []
-    monkeypatch.setattr(tasks.run_job, "apply_async", lambda args, countdown: sent.append(countdown))
     handler.effect = RateLimitedError("apollo", "slow down", retry_after=3600)
-    with django_capture_on_commit_callbacks(execute=True):
-        tasks.run_job(job.pk)
-    assert sent == [jobs.RETRY_COUNTDOWN_MAX_SECONDS]
+    runner.job_work(campaign_id=job.campaign_id, kind="pipeline")
+    assert [countdown for _, _, countdown in woken] == [jobs.RETRY_COUNTDOWN_MAX_SECONDS]
 
 
-def test_a_job_fails_after_its_last_attempt_with_the_error(job, handler, settings):
+def test_a_job_fails_after_its_last_attempt_with_the_error(job, handler, woken, settings):
     handler.effect = RetryableJobError("still down")
     for _ in range(settings.JOB_MAX_ATTEMPTS):
-        tasks.run_job(job.pk)
+        Job.objects.filter(pk=job.pk).update(run_after=None)
+        runner.job_work(campaign_id=job.campaign_id, kind="pipeline")
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.FAILED, settings.JOB_MAX_ATTEMPTS)
     assert job.last_error == f"RetryableJobError: still down (gave up after {settings.JOB_MAX_ATTEMPTS} attempts)"
     assert job.finished_at is not None
 
 
-def test_a_permanent_error_fails_that_job_only(job, handler):
-    sibling = JobFactory(campaign=job.campaign, lead=LeadFactory(campaign=job.campaign), job_type=JobType.VERIFY_EMAIL)
+def test_a_permanent_error_fails_that_job_only(running, handler, woken):
+    job, sibling = add_job(running), add_job(running)
     handler.effect = PermanentJobError("no such person")
-    assert tasks.run_job(job.pk) == "failed"
+    assert runner.job_work(campaign_id=running.pk, kind="pipeline") == "failed"
     job.refresh_from_db()
     assert (job.status, job.attempts, job.last_error) == (JobStatus.FAILED, 1, "PermanentJobError: no such person")
     assert Job.objects.get(pk=sibling.pk).status == JobStatus.PENDING
-    job.campaign.refresh_from_db()
-    assert (job.campaign.status, job.campaign.phase) == ("running", Phase.VERIFICATION)
+    running.refresh_from_db()
+    assert (running.status, running.phase) == ("running", Phase.VERIFICATION)
+
+
+def test_a_continuation_gives_its_attempt_back(job, handler, woken):
+    handler.effect = jobs.JobIncomplete()
+    for _ in range(5):
+        assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "continued"
+    job.refresh_from_db()
+    assert (job.status, job.attempts, handler.calls) == (JobStatus.PENDING, 0, 5)
+
+
+def test_a_job_stopped_by_its_campaigns_pause_waits_for_it(job, handler, woken):
+    handler.effect = jobs.JobStopped("campaign paused")
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "stopped"
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
+    assert woken == []  # the resume wakes it
 
 
 def test_a_paused_job_whose_call_had_finished_records_its_outcome(job):
-    claimed = jobs.job_claim(job.pk)
+    claimed = claim(job.campaign)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.PAUSED)  # the cascade, mid-call
     assert jobs.job_finish(job=claimed, status=JobStatus.COMPLETED, result={"result": "ok"})
     job.refresh_from_db()
     assert (job.status, job.result) == (JobStatus.COMPLETED, {"result": "ok"})
 
 
-def test_a_job_without_a_handler_fails_saying_so(running):
-    job = JobFactory(campaign=running, job_type=JobType.CLEANUP)
-    assert tasks.run_job(job.pk) == "failed"
+def test_a_job_without_a_handler_fails_saying_so(job, monkeypatch, woken):
+    monkeypatch.delitem(JOB_HANDLERS, JobType.VERIFY_EMAIL)
+    assert runner.job_work(campaign_id=job.campaign_id, kind="pipeline") == "failed"
     job.refresh_from_db()
-    assert job.last_error == "PermanentJobError: No handler is registered for cleanup jobs."
+    assert job.last_error == "PermanentJobError: No handler is registered for verify_email jobs."
+
+
+def test_a_run_that_lost_its_job_can_record_nothing(job):
+    """A worker that stalled past its heartbeat, whose job was taken back and claimed again."""
+    stale = claim(job.campaign)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.PENDING)  # taken back by the sweeper
+    fresh = claim(job.campaign)
+    assert fresh.attempts == stale.attempts + 1
+
+    assert not jobs.job_checkpoint(stale, done=1)
+    assert not jobs.job_heartbeat(stale)
+    assert not jobs.job_finish(job=stale, status=JobStatus.COMPLETED, result={"stale": True})
+    assert jobs.job_control(stale) == "job processing"
+    assert jobs.job_finish(job=fresh, status=JobStatus.COMPLETED, result={"fresh": True})
+    job.refresh_from_db()
+    assert job.result == {"fresh": True}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_finishing_the_last_two_jobs_of_a_phase_advance_it_once(org, monkeypatch):
-    kicks = []
-    monkeypatch.setattr("campaigns.pipeline.campaigns_kick", lambda ids: kicks.append(list(ids)))
+    from tests.factories import LeadFactory
+
+    monkeypatch.setattr("campaigns.pipeline.wake", lambda *args, **kwargs: None)
     for _ in range(3):
         campaign = CampaignFactory(organization=org, status="running", phase=Phase.VERIFICATION)
-        leads = LeadFactory.create_batch(2, campaign=campaign, email_status="valid")
+        now = timezone.now()
+        CampaignPhase.objects.create(
+            campaign=campaign, phase=Phase.VERIFICATION, jobs_total=2, started_at=now, updated_at=now
+        )
+        LeadFactory.create_batch(2, campaign=campaign, email_status="valid")
         pair = [
-            JobFactory(campaign=campaign, lead=lead, job_type=JobType.VERIFY_EMAIL, status=JobStatus.PROCESSING)
-            for lead in leads
+            JobFactory(campaign=campaign, job_type=JobType.VERIFY_EMAIL, status=JobStatus.PROCESSING) for _ in range(2)
         ]
         barrier = threading.Barrier(2)
 
@@ -227,56 +315,22 @@ def test_two_workers_finishing_the_last_two_jobs_of_a_phase_advance_it_once(org,
 
         campaign.refresh_from_db()
         assert campaign.phase == Phase.ENRICHMENT
-        assert Job.objects.filter(campaign=campaign, job_type=JobType.ENRICH_LEAD).count() == 2
-    assert len(kicks) == 3  # one fan-out per campaign
+        assert Job.objects.filter(campaign=campaign, job_type=JobType.ENRICH_LEAD).count() == 1  # one batch
+        phases = {p.phase: p for p in CampaignPhase.objects.filter(campaign=campaign)}
+        assert phases[Phase.VERIFICATION].jobs_finished == 2 and phases[Phase.VERIFICATION].finished_at
+        assert (phases[Phase.ENRICHMENT].jobs_total, phases[Phase.ENRICHMENT].items_total) == (1, 2)
+        events = campaign.events.filter(action="campaign.phase_changed")
+        assert list(events.values_list("reason", flat=True)) == ["verification → enrichment"]
 
 
-# --- reaper ------------------------------------------------------------------------------------
-
-
-def test_the_reaper_requeues_jobs_stuck_in_processing(job, settings, django_capture_on_commit_callbacks, monkeypatch):
-    sent = []
-    monkeypatch.setattr(tasks.run_job, "delay", sent.append)
-    jobs.job_claim(job.pk)
-    age(job, seconds=settings.JOB_STUCK_AFTER_SECONDS + 5)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        result = tasks.reap_stuck_jobs()
-    job.refresh_from_db()
-    assert result["requeued"] == 1
-    assert (job.status, job.attempts) == (JobStatus.PENDING, 1)
-    assert "Stuck in processing" in job.last_error
-    assert sent == [job.pk]
-
-
-def test_the_reaper_fails_a_stuck_job_that_used_all_its_attempts(job, settings):
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING, attempts=settings.JOB_MAX_ATTEMPTS)
-    age(job, seconds=settings.JOB_STUCK_AFTER_SECONDS + 5)
-    assert tasks.reap_stuck_jobs()["failed"] == 1
-    job.refresh_from_db()
-    assert job.status == JobStatus.FAILED
-    assert "Gave up after" in job.last_error
-
-
-def test_the_reaper_leaves_live_and_other_jobs_alone(running, settings):
-    live = JobFactory(campaign=running, status=JobStatus.PROCESSING)
-    age(live, seconds=settings.JOB_STUCK_AFTER_SECONDS - 60)
-    others = [JobFactory(campaign=running, status=status) for status in ("pending", "paused", "completed")]
-    age(Job.objects.filter(pk__in=[j.pk for j in others]), days=3)
-
-    assert tasks.reap_stuck_jobs() == {"requeued": 0, "failed": 0, "campaigns_advanced": 0}
-    assert Job.objects.get(pk=live.pk).status == JobStatus.PROCESSING
-    assert [Job.objects.get(pk=j.pk).status for j in others] == ["pending", "paused", "completed"]
-
-
-def test_the_reaper_moves_on_a_campaign_whose_phase_ended_without_it(running, monkeypatch):
-    monkeypatch.setattr("campaigns.pipeline.campaigns_kick", lambda ids: None)
-    lead = LeadFactory(campaign=running, email_status="valid")
-    JobFactory(campaign=running, lead=lead, job_type=JobType.VERIFY_EMAIL, status=JobStatus.COMPLETED)
-
-    assert tasks.reap_stuck_jobs()["campaigns_advanced"] == 1
-    running.refresh_from_db()
-    assert running.phase == Phase.ENRICHMENT
+def test_no_outcome_takes_the_campaign_row_lock_unless_it_ends_the_phase(running):
+    first, last = add_job(running, status=JobStatus.PROCESSING), add_job(running, status=JobStatus.PROCESSING)
+    with CaptureQueriesContext(connection) as queries:
+        jobs.job_finish(job=first, status=JobStatus.COMPLETED, result={})
+    assert not [q for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    with CaptureQueriesContext(connection) as queries:
+        jobs.job_finish(job=last, status=JobStatus.COMPLETED, result={})
+    assert [q for q in queries.captured_queries if "FOR UPDATE" in q["sql"] and "campaigns_campaign" in q["sql"]]
 
 
 # --- cleanup -----------------------------------------------------------------------------------
@@ -324,6 +378,8 @@ def test_cleanup_can_be_limited_to_one_campaign(aged_jobs, org):
 
 
 def test_the_daily_task_uses_the_retention_setting(aged_jobs, settings):
+    from campaigns import tasks
+
     settings.JOB_RETENTION_DAYS = 1
     assert tasks.cleanup_old_jobs()["deleted"] == 2 * len(JOB_FINAL_STATUSES)
 
