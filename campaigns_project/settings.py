@@ -190,6 +190,12 @@ if JOB_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
     )
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 50, minimum=1)
+# Campaign templates (campaigns/templating.py): the largest body an operator may save, and the
+# bounds of one rendered message (subject and body together): characters produced, and steps
+# (nodes rendered plus loop iterations) taken.
+CAMPAIGN_BODY_TEMPLATE_MAX_CHARS = env_int("CAMPAIGN_BODY_TEMPLATE_MAX_CHARS", 100_000, minimum=1)
+CAMPAIGN_RENDER_MAX_CHARS = env_int("CAMPAIGN_RENDER_MAX_CHARS", 256 * 1024, minimum=1)
+CAMPAIGN_RENDER_MAX_STEPS = env_int("CAMPAIGN_RENDER_MAX_STEPS", 20_000, minimum=1)
 
 # --- Providers: a key switches the real client on; without one, the sandbox answers ----------
 PROVIDERS = {
