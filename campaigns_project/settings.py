@@ -2,16 +2,26 @@
 
 Every value has a safe default for the embedded run (`make run`); production (DEBUG off) must
 provide SECRET_KEY. A malformed value stops start-up with a message naming the variable.
+
+Variables the environment does not set are taken from the checkout's environment file
+(ENV_FILE, default `.run/env`), which `make run` writes: so `manage.py` commands in the same
+checkout use the same DEBUG, SECRET_KEY, Redis and installation id as the running system. The
+test suite never reads it.
 """
 
+import os
+import re
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_float, env_int, env_list, env_str
+from .env import env_bool, env_file_load, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".run" / "env")
+if not env_bool("TESTING", False):
+    env_file_load(ENV_FILE)
 
 DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("TESTING", False)
@@ -85,9 +95,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FORMS_URLFIELD_ASSUME_HTTPS = True
 
+# One installation's name for its own work on a shared Redis: its key prefix (breakers, latch,
+# buckets, cache) and its Celery queues, so two checkouts on one Redis never take each other's
+# messages or share a breaker. `make run` writes one per checkout into ENV_FILE.
+INSTALLATION_ID = env_str("INSTALLATION_ID", "cbo")
+if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", INSTALLATION_ID):
+    raise ImproperlyConfigured(f"INSTALLATION_ID must be 1-40 letters, digits, - or _, got {INSTALLATION_ID!r}")
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the app writes starts with this, so reset_state can delete exactly the app's keys.
-REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "cbo:")
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", f"{INSTALLATION_ID}:")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -159,6 +175,11 @@ CACHES = {
 # --- Celery (all task policy in one place) ----------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# The installation's own queue, and its own broadcast channels (inspect, control, events), so a
+# worker of another installation on the same broker neither takes its tasks nor answers its pings.
+CELERY_TASK_DEFAULT_QUEUE = f"{INSTALLATION_ID}.default"
+CELERY_CONTROL_EXCHANGE = INSTALLATION_ID
+CELERY_EVENT_EXCHANGE = f"{INSTALLATION_ID}.events"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

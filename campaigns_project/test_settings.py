@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("TESTING", "true")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("INSTALLATION_ID", "cbo-test")
 os.environ.setdefault("REDIS_KEY_PREFIX", "cbo-test:")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
