@@ -111,6 +111,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["campaigns_project.formats"]  # times to the second in the admin
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
