@@ -119,6 +119,6 @@ class Command(BaseCommand):
                 redis_line,
                 "Queue: active. Breakers: closed (their Redis state is gone).",
                 "Organizations are gone: run `manage.py seed_demo` to re-create the demo organization and admin "
-                "(make run and the runbook do it for you).",
+                "(make run does at each start, the runbook after its reset).",
             ]
         )
