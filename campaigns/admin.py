@@ -3,7 +3,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from campaigns_project.errors import ApplicationError
@@ -11,14 +13,18 @@ from campaigns_project.errors import ApplicationError
 from . import admin_pipeline, services
 from .models import Campaign, CampaignEvent, Membership, Organization
 from .selectors import campaign_progress
-from .states import CAMPAIGN_DELETABLE_STATUSES, CAMPAIGN_EDITABLE_STATUSES, campaign_allowed
+from .states import (
+    CAMPAIGN_ACTIONS,
+    CAMPAIGN_DELETABLE_STATUSES,
+    CAMPAIGN_EDITABLE_STATUSES,
+    campaign_actions_allowed,
+)
 
 # Read-only panels shown on the campaign page: callables campaign -> safe HTML. Apps above
 # campaigns (tracking) append theirs, so this module needs not import them.
 CAMPAIGN_PANELS: list = [admin_pipeline.job_counts_panel]
-
-# The buttons shown on a campaign page, and the status each one needs to be allowed.
-BUTTONS = (("start", "running"), ("pause", "paused"), ("resume", "running"), ("cancel", "cancelled"))
+# Where a refused save or delete leaves its message for the response hooks below.
+_REFUSED = "_campaign_admin_refused"
 
 
 class MembershipInline(admin.TabularInline):
@@ -39,7 +45,7 @@ class CampaignEventInline(admin.TabularInline):
     model = CampaignEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "action", "from_status", "to_status", "reason", "actor_label"]
+    fields = ["when", "action", "from_status", "to_status", "reason", "actor_label"]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     verbose_name_plural = "History"
@@ -50,17 +56,37 @@ class CampaignEventInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="when")
+    def when(self, event: CampaignEvent) -> str:
+        return timezone.localtime(event.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
 
 class CampaignAdminForm(forms.ModelForm):
-    # Model and fields come from CampaignAdmin's fieldsets (modelform_factory).
+    # Model and fields come from CampaignAdmin's fieldsets (modelform_factory). The model's
+    # clean() checks the templates, so template errors show on their fields.
 
     def clean(self):
         cleaned = super().clean()
-        if self.instance.pk:
+        # A new campaign already has its UUID (the field's default), so `pk` says nothing here.
+        if not self.instance._state.adding:
             status = Campaign.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
             if status not in CAMPAIGN_EDITABLE_STATUSES:
                 raise ValidationError(f"A {status} campaign cannot be edited.")
         return cleaned
+
+
+class ScheduleForm(forms.Form):
+    scheduled_at = forms.DateTimeField(
+        label="Launch at",
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
+        help_text="Server time zone.",
+    )
+
+    def clean_scheduled_at(self):
+        value = self.cleaned_data["scheduled_at"]
+        if value <= timezone.now():
+            raise ValidationError("Must be in the future.")
+        return value
 
 
 @admin.register(Campaign)
@@ -122,6 +148,11 @@ class CampaignAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted_at__isnull=True).prefetch_related("phases")
 
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # a new campaign has no state and no timestamps yet
+            return [fieldset for fieldset in self.fieldsets if fieldset[0] not in ("State", "Timestamps")]
+        return self.fieldsets
+
     def get_readonly_fields(self, request, obj=None):
         # Content is frozen outside the editable statuses, as in the API; the organization is
         # chosen once, at creation.
@@ -141,12 +172,34 @@ class CampaignAdmin(admin.ModelAdmin):
                 data.pop("organization", None)
                 created = services.campaign_create(organization=obj.organization, actor=request.user, **data)
                 obj.pk = created.pk
-        except ApplicationError as exc:
+                obj._state.adding = False
+        except (ApplicationError, ValidationError) as exc:
             # The status changed between the form's check and the save (a start in another tab).
-            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+            setattr(request, _REFUSED, " ".join(getattr(exc, "messages", None) or [str(exc)]))
 
     def delete_model(self, request, obj):
-        services.campaign_delete(campaign=obj, actor=request.user)
+        try:
+            services.campaign_delete(campaign=obj, actor=request.user)
+        except ApplicationError as exc:
+            setattr(request, _REFUSED, exc.message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if hasattr(request, _REFUSED):
+            self.message_user(request, f"Not saved: {getattr(request, _REFUSED)}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_changelist"))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if hasattr(request, _REFUSED):
+            self.message_user(request, f"Not saved: {getattr(request, _REFUSED)}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[obj.pk]))
+        return super().response_change(request, obj)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if hasattr(request, _REFUSED):
+            self.message_user(request, f"Not deleted: {getattr(request, _REFUSED)}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -168,15 +221,29 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
         return custom + super().get_urls()
 
+    def campaign_buttons(self, campaign: Campaign) -> list[dict]:
+        """One button per action the state table allows from the campaign's status; a button the
+        service would still refuse (queue paused, breaker open, paused by the system, content
+        missing) is disabled with the service's own reason."""
+        return [
+            {
+                "name": action.name,
+                "refusal": services.campaign_action_refusal(campaign=campaign, action=action.name),
+                "confirm": bool(action.confirm),
+            }
+            for action in campaign_actions_allowed(campaign.status)
+        ]
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         campaign = self.get_object(request, object_id)
         if campaign is not None:
-            allowed = campaign_allowed(campaign.status)
-            extra_context["campaign_buttons"] = [
-                {"name": name, "enabled": target in allowed} for name, target in BUTTONS
-            ]
+            extra_context["campaign_buttons"] = self.campaign_buttons(campaign)
+            extra_context["schedule_form"] = ScheduleForm()
             extra_context["campaign_panels"] = self.panels(campaign)
+            if campaign.status not in CAMPAIGN_EDITABLE_STATUSES:
+                # Nothing on the page can be saved: no Save buttons that would only be refused.
+                extra_context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def panels(self, campaign: Campaign) -> list:
@@ -185,14 +252,38 @@ class CampaignAdmin(admin.ModelAdmin):
     def act_view(self, request: HttpRequest, object_id, action_name: str):
         campaign = get_object_or_404(Campaign.objects.alive(), pk=object_id)
         url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
-        service = services.ACTION_SERVICES.get(action_name)
-        if service is None or not self.has_change_permission(request, campaign):
+        action = CAMPAIGN_ACTIONS.get(action_name)
+        if action is None or not self.has_change_permission(request, campaign):
             messages.error(request, f"Unknown or forbidden action: {action_name}.")
             return HttpResponseRedirect(url)
+        kwargs = {}
+        if action.name == "schedule":
+            form = ScheduleForm(request.POST)
+            if not form.is_valid():
+                errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+                messages.error(request, f"Schedule refused: {errors}")
+                return HttpResponseRedirect(url)
+            kwargs["scheduled_at"] = form.cleaned_data["scheduled_at"]
+        if action.confirm and request.POST.get("confirmed") != "yes":
+            return self.confirm_view(request, campaign, action)
+        if action.name in ("pause", "cancel") and request.POST.get("reason", "").strip():
+            kwargs["reason"] = request.POST["reason"].strip()[:500]
         try:
-            service(campaign_id=campaign.pk, actor=request.user)
+            services.ACTION_SERVICES[action.name](campaign_id=campaign.pk, actor=request.user, **kwargs)
         except ApplicationError as exc:
-            messages.error(request, f"{action_name.capitalize()} refused: {exc.message}")
+            messages.error(request, f"{action.name.capitalize()} refused: {exc.message}")
         else:
-            messages.success(request, f"Campaign {action_name} done.")
+            messages.success(request, f"Campaign {action.name} done.")
         return HttpResponseRedirect(url)
+
+    def confirm_view(self, request: HttpRequest, campaign: Campaign, action) -> TemplateResponse:
+        """The question an irreversible action asks first; nothing has changed yet."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.name.capitalize()} campaign “{campaign.name}”?",
+            "opts": self.model._meta,
+            "original": campaign,
+            "action": action,
+            "jobs": admin_pipeline.job_counts_for(campaign),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)

@@ -5,15 +5,15 @@ from functools import cached_property
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from campaigns_project.admin import ReadOnlyAdminMixin
+from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from .jobs import job_counts
 from .models import Campaign, Job, Lead
-from .states import CAMPAIGN_FINAL_STATUSES
 
 
 def job_counts_for(campaign: Campaign) -> dict[str, int]:
@@ -49,14 +49,17 @@ class BoundedCountPaginator(Paginator):
 
 
 class CampaignFilter(admin.SimpleListFilter):
-    """Campaigns that are not final (the ones whose jobs an operator watches); any other campaign
-    can be chosen through the URL, e.g. from the campaign page's link."""
+    """The campaigns that have rows in this list (jobs, leads, recipients, events), newest first,
+    at most LIMIT of them; any other campaign can be chosen through the URL, e.g. from the campaign
+    page's link. One EXISTS per campaign, on the indexes that lead with the campaign."""
 
     title = "campaign"
     parameter_name = "campaign"
+    LIMIT = 50
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
-        campaigns = Campaign.objects.exclude(status__in=CAMPAIGN_FINAL_STATUSES).order_by("-created_at")[:30]
+        rows = model_admin.model._default_manager.filter(campaign_id=OuterRef("pk"))
+        campaigns = Campaign.objects.filter(Exists(rows)).order_by("-created_at")[: self.LIMIT]
         return [(str(pk), name) for pk, name in campaigns.values_list("pk", "name")]
 
     def queryset(self, request: HttpRequest, queryset):
@@ -72,7 +75,16 @@ class CampaignFilter(admin.SimpleListFilter):
 class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Jobs are the pipeline's record: operators read them; services alone change them."""
 
-    list_display = ["id", "job_type", "status", "campaign", "batch", "attempts", "error_summary", "updated_at"]
+    list_display = [
+        "id",
+        "job_type",
+        "status",
+        "campaign_name",
+        "batch",
+        "attempts",
+        "error_summary",
+        "updated_at",
+    ]
     list_filter = ["status", "job_type", CampaignFilter]
     list_select_related = ["campaign"]
     search_fields = ["=id", "=celery_task_id"]
@@ -81,20 +93,24 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [field.name for field in Job._meta.fields]
 
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_name(self, job: Job) -> str:
+        return truncated(job.campaign.name, 32)
+
     @admin.display(description="batch")
     def batch(self, job: Job) -> str:
         if job.range_start is None:
-            return f"{job.size}" if job.size else "–"
-        return f"{job.size} leads (#{job.range_start}–#{job.range_end})"
+            return f"{job.size}" if job.size else "-"
+        return f"{job.size} leads (#{job.range_start}-#{job.range_end})"
 
     @admin.display(description="last error")
     def error_summary(self, job: Job) -> str:
-        return job.last_error[:120]
+        return truncated(job.last_error, 90)
 
 
 @admin.register(Lead)
 class LeadAdmin(admin.ModelAdmin):
-    list_display = ["email", "first_name", "last_name", "company", "email_status", "source", "campaign", "enriched_at"]
+    list_display = ["email", "name", "company_name", "email_status", "source", "campaign_name", "enriched_at"]
     list_filter = ["email_status", "source", CampaignFilter]
     list_select_related = ["campaign"]
     search_fields = ["email", "first_name", "last_name", "company"]
@@ -103,3 +119,15 @@ class LeadAdmin(admin.ModelAdmin):
     show_full_result_count = False
     raw_id_fields = ["campaign"]
     readonly_fields = ["source", "source_id", "enrichment", "enriched_at", "created_at"]
+
+    @admin.display(description="name", ordering="last_name")
+    def name(self, lead: Lead) -> str:
+        return truncated(" ".join(part for part in (lead.first_name, lead.last_name) if part), 28)
+
+    @admin.display(description="company", ordering="company")
+    def company_name(self, lead: Lead) -> str:
+        return truncated(lead.company, 28)
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_name(self, lead: Lead) -> str:
+        return truncated(lead.campaign.name, 32)

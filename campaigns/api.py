@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from . import selectors, services
 from .models import Campaign, CampaignEvent, Organization
-from .states import CampaignStatus, Phase, campaign_allowed
+from .states import CampaignStatus, Phase, campaign_actions_allowed, campaign_allowed
 
 
 def validate_apollo_search_url(value: str) -> str:
@@ -40,7 +40,10 @@ class CampaignSerializer(serializers.ModelSerializer):
     from_email = serializers.EmailField(required=False, allow_blank=True)
     reply_to = serializers.EmailField(required=False, allow_blank=True)
     send_rate_per_minute = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
-    allowed_transitions = serializers.SerializerMethodField()
+    allowed_transitions = serializers.SerializerMethodField(help_text="Statuses reachable from the current one.")
+    allowed_actions = serializers.SerializerMethodField(
+        help_text="Actions (start, schedule, unschedule, pause, resume, cancel) allowed from the current status."
+    )
     progress = serializers.SerializerMethodField(help_text="Overall progress, 0-100: each working phase is a quarter.")
     phase_progress = serializers.SerializerMethodField(help_text="The current phase's own progress, 0-100.")
 
@@ -59,6 +62,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "status_message",
             "status_error",
             "allowed_transitions",
+            "allowed_actions",
             "search_url",
             "lead_count",
             "file_name",
@@ -90,6 +94,9 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     def get_allowed_transitions(self, obj: Campaign) -> list[str]:
         return list(campaign_allowed(obj.status))
+
+    def get_allowed_actions(self, obj: Campaign) -> list[str]:
+        return [action.name for action in campaign_actions_allowed(obj.status)]
 
     def validate(self, attrs):
         # Refuse, naming each one, fields a client may not set, instead of silently ignoring them.
@@ -137,10 +144,20 @@ class CanOperate(permissions.BasePermission):
         return selectors.user_can_operate(user=request.user, organization_id=obj.organization_id)
 
 
-TransitionsSerializer = inline_serializer(
-    "CampaignTransitions",
-    {"status": serializers.CharField(), "allowed_transitions": serializers.ListField(child=serializers.CharField())},
-)
+class AllowedActionSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text="POST /campaigns/{id}/{action}/ performs it.")
+    target = serializers.CharField(help_text="The status the action leads to.")
+
+
+class TransitionsSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    allowed_transitions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Statuses reachable from this one, including the pipeline's own (completed, failed).",
+    )
+    allowed_actions = AllowedActionSerializer(many=True, help_text="The operator actions allowed from this status.")
+
+
 ActionBody = inline_serializer("CampaignActionBody", {"reason": serializers.CharField(required=False)})
 
 
@@ -210,7 +227,16 @@ class CampaignViewSet(
     @action(detail=True, methods=["get"])
     def transitions(self, request, pk=None):
         campaign = self.get_object()
-        return Response({"status": campaign.status, "allowed_transitions": list(campaign_allowed(campaign.status))})
+        return Response(
+            {
+                "status": campaign.status,
+                "allowed_transitions": list(campaign_allowed(campaign.status)),
+                "allowed_actions": [
+                    {"action": action.name, "target": action.target}
+                    for action in campaign_actions_allowed(campaign.status)
+                ],
+            }
+        )
 
     @extend_schema(responses=CampaignEventSerializer(many=True))
     @action(detail=True, methods=["get"])
@@ -247,6 +273,11 @@ class CampaignViewSet(
             campaign_id=campaign.pk, actor=request.user, scheduled_at=body.validated_data["scheduled_at"]
         )
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @action(detail=True, methods=["post"])
+    def unschedule(self, request, pk=None):
+        return self._act(request, "unschedule")
 
     @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])

@@ -83,6 +83,13 @@ class Campaign(models.Model):
 
     objects = CampaignQuerySet.as_manager()
 
+    def clean(self) -> None:
+        # Every save through a service (API, admin, commands) runs full_clean, so a template that
+        # cannot render is refused, naming the field and the line, before anything is written.
+        from .templating import campaign_templates_check
+
+        campaign_templates_check(subject_template=self.subject_template, body_template=self.body_template)
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -15,11 +15,10 @@ from .states import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DELETABLE_STATUSES,
     CAMPAIGN_EDITABLE_STATUSES,
-    CampaignStatus,
     JobStatus,
     PauseReason,
 )
-from .transitions import campaign_event_record, campaign_transition
+from .transitions import campaign_act, campaign_event_record
 
 # Fields an operator sets once at creation; everything else about a campaign is content or state.
 IMMUTABLE_FIELDS = ("organization",)
@@ -108,11 +107,71 @@ def _require_queue_open(action: str) -> None:
         raise ApplicationError(f"Cannot {action}: the queue is paused; resume the queue first.")
 
 
-def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaign:
+def campaign_missing_for_start(*, campaign: Campaign) -> list[str]:
+    """What a campaign lacks to run, in an operator's words; empty when it can start. Every
+    campaign needs a lead source; the smtp channel also needs a sender and both templates (for
+    Instantly, the sender and the sequence are set up in Instantly)."""
+    missing = []
+    if not campaign.search_url and not campaign.file_name:
+        missing.append("a lead source (a search URL or an uploaded CSV)")
+    if campaign.channel == Campaign.Channel.SMTP:
+        if not campaign.from_email:
+            missing.append("a sender address (from_email)")
+        if not campaign.subject_template.strip():
+            missing.append("a subject (subject_template)")
+        if not campaign.body_template.strip():
+            missing.append("a body (body_template)")
+    return missing
+
+
+def _require_complete(action: str):
+    def check(campaign: Campaign) -> None:
+        missing = campaign_missing_for_start(campaign=campaign)
+        if missing:
+            raise ApplicationError(f"Cannot {action}: the campaign is missing {'; '.join(missing)}.", missing=missing)
+
+    return check
+
+
+def _start_check(campaign: Campaign) -> None:
+    _require_complete("start")(campaign)
     _require_queue_open("start")
+
+
+def _resume_check(campaign: Campaign) -> None:
+    # Only a campaign an operator paused resumes on its own; the others wait for the queue resume.
+    if campaign.pause_reason != PauseReason.MANUAL:
+        raise ApplicationError(
+            f"Cannot resume: campaign was paused by {campaign.pause_reason or 'the system'}; "
+            "it resumes with the queue.",
+            current_status=campaign.status,
+            pause_reason=campaign.pause_reason,
+        )
+    _require_queue_open("resume")
+
+
+# The conditions besides the status that each action's service checks (under the row lock).
+_CHECKS = {"start": _start_check, "resume": _resume_check, "schedule": _require_complete("schedule")}
+
+
+def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
+    """Why `action` would be refused now for a campaign whose status allows it (queue paused,
+    breaker open, paused by the system, content missing); empty when it would go through. The
+    admin shows this next to a disabled button; the service checks the same under its lock."""
+    check = _CHECKS.get(action)
+    if check is None:
+        return ""
+    try:
+        check(campaign)
+    except ApplicationError as exc:
+        return exc.message
+    return ""
+
+
+def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaign:
     with transaction.atomic():
-        campaign = campaign_transition(
-            campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor, actor_label=actor_label
+        campaign = campaign_act(
+            campaign_id=campaign_id, action="start", actor=actor, actor_label=actor_label, check=_CHECKS["start"]
         )
         pipeline_start(campaign=campaign)
     return campaign
@@ -121,9 +180,9 @@ def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaig
 def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     """An operator's pause. Its jobs stay where they are: the claim refuses to start any job of a
     paused campaign, so nothing new begins, and a resume picks up the pending ones."""
-    return campaign_transition(
+    return campaign_act(
         campaign_id=campaign_id,
-        to_status=CampaignStatus.PAUSED,
+        action="pause",
         actor=actor,
         pause_reason=PauseReason.MANUAL,
         reason=reason or "paused by operator",
@@ -132,16 +191,8 @@ def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
 
 def campaign_resume(*, campaign_id, actor=None) -> Campaign:
     """Only a campaign an operator paused resumes on its own; the others wait for the queue resume."""
-    campaign = Campaign.objects.get(pk=campaign_id)
-    if campaign.status == CampaignStatus.PAUSED and campaign.pause_reason != PauseReason.MANUAL:
-        raise ApplicationError(
-            f"Cannot resume: campaign was paused by {campaign.pause_reason}; it resumes with the queue.",
-            current_status=campaign.status,
-            pause_reason=campaign.pause_reason,
-        )
-    _require_queue_open("resume")
     with transaction.atomic():
-        campaign = campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.RUNNING, actor=actor)
+        campaign = campaign_act(campaign_id=campaign_id, action="resume", actor=actor, check=_CHECKS["resume"])
         # A queue pause that came while it was paused by hand paused its jobs too; the queue
         # resume left them alone (the campaign waited for its operator), so they wake here.
         Job.objects.active().filter(campaign_id=campaign.pk, status=JobStatus.PAUSED).update(
@@ -153,9 +204,7 @@ def campaign_resume(*, campaign_id, actor=None) -> Campaign:
 
 def campaign_cancel(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     with transaction.atomic():
-        campaign = campaign_transition(
-            campaign_id=campaign_id, to_status=CampaignStatus.CANCELLED, actor=actor, reason=reason
-        )
+        campaign = campaign_act(campaign_id=campaign_id, action="cancel", actor=actor, reason=reason)
         pipeline_cancel(campaign=campaign)
     return campaign
 
@@ -164,11 +213,12 @@ def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign
     """Launch later: beat's launch_scheduled_campaigns starts it once scheduled_at has passed."""
     launch_at = scheduled_at or timezone.now()
     with transaction.atomic():
-        campaign = campaign_transition(
+        campaign = campaign_act(
             campaign_id=campaign_id,
-            to_status=CampaignStatus.SCHEDULED,
+            action="schedule",
             actor=actor,
             reason=f"launch at {launch_at.isoformat()}",
+            check=_CHECKS["schedule"],
         )
         Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=launch_at)
         campaign.scheduled_at = launch_at
@@ -176,15 +226,9 @@ def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign
 
 
 def campaign_unschedule(*, campaign_id, actor=None) -> Campaign:
-    return campaign_transition(campaign_id=campaign_id, to_status=CampaignStatus.DRAFT, actor=actor)
+    return campaign_act(campaign_id=campaign_id, action="unschedule", actor=actor)
 
 
-ACTION_SERVICES = {
-    "start": campaign_start,
-    "pause": campaign_pause,
-    "resume": campaign_resume,
-    "cancel": campaign_cancel,
-    "schedule": campaign_schedule,
-    "unschedule": campaign_unschedule,
-}
-assert set(ACTION_SERVICES) == set(CAMPAIGN_ACTIONS)
+# Each action's service, as the action table names it: the API, the admin buttons and the
+# commands dispatch through this.
+ACTION_SERVICES = {name: globals()[action.service] for name, action in CAMPAIGN_ACTIONS.items()}

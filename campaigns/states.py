@@ -1,5 +1,7 @@
 """State machines, written once as data. Services consult these tables; nothing else compares statuses."""
 
+from dataclasses import dataclass
+
 from django.db import models
 
 
@@ -71,6 +73,8 @@ QUEUE_JOB_TYPES: dict[str, tuple[str, ...]] = {
 
 
 S = CampaignStatus
+# Every status move, whoever makes it: operators through the actions below, the pipeline
+# (completed, failed) and the queue (paused, and running again on a queue resume).
 CAMPAIGN_TRANSITIONS: dict[str, tuple[str, ...]] = {
     S.DRAFT: (S.SCHEDULED, S.RUNNING, S.CANCELLED),
     S.SCHEDULED: (S.RUNNING, S.DRAFT, S.CANCELLED),
@@ -81,15 +85,41 @@ CAMPAIGN_TRANSITIONS: dict[str, tuple[str, ...]] = {
     S.CANCELLED: (),
 }
 
-# The operator actions and the transition each performs.
-CAMPAIGN_ACTIONS: dict[str, str] = {
-    "schedule": S.SCHEDULED,
-    "unschedule": S.DRAFT,
-    "start": S.RUNNING,
-    "pause": S.PAUSED,
-    "resume": S.RUNNING,
-    "cancel": S.CANCELLED,
-}
+
+@dataclass(frozen=True)
+class CampaignAction:
+    """An operator's action on a campaign: the statuses it may start from, the status it leads
+    to, and the service (in campaigns.services) that performs it."""
+
+    name: str
+    sources: tuple[str, ...]
+    target: str
+    service: str
+    # Asked in the admin before the action runs; empty for actions taken at one click.
+    confirm: str = ""
+
+
+_ACTIONS = (
+    CampaignAction("start", (S.DRAFT, S.SCHEDULED), S.RUNNING, "campaign_start"),
+    CampaignAction("schedule", (S.DRAFT,), S.SCHEDULED, "campaign_schedule"),
+    CampaignAction("unschedule", (S.SCHEDULED,), S.DRAFT, "campaign_unschedule"),
+    CampaignAction("pause", (S.RUNNING,), S.PAUSED, "campaign_pause"),
+    CampaignAction("resume", (S.PAUSED,), S.RUNNING, "campaign_resume"),
+    CampaignAction(
+        "cancel",
+        (S.DRAFT, S.SCHEDULED, S.RUNNING, S.PAUSED),
+        S.CANCELLED,
+        "campaign_cancel",
+        confirm="Cancel this campaign? Its pending work is dropped and it cannot be started again.",
+    ),
+)
+CAMPAIGN_ACTIONS: dict[str, CampaignAction] = {action.name: action for action in _ACTIONS}
+# Every action is one of the status moves above: the actions choose among the moves, the
+# transitions table says which moves exist at all.
+for _action in _ACTIONS:
+    for _source in _action.sources:
+        if _action.target not in CAMPAIGN_TRANSITIONS[_source]:
+            raise ValueError(f"Action {_action.name} moves {_source} -> {_action.target}, not a campaign transition")
 
 # Content may be edited only in these statuses; a running campaign's content is frozen.
 CAMPAIGN_EDITABLE_STATUSES = (S.DRAFT, S.SCHEDULED, S.PAUSED)
@@ -118,3 +148,12 @@ def campaign_allowed(status: str) -> tuple[str, ...]:
 
 def campaign_can(current: str, target: str) -> bool:
     return target in CAMPAIGN_TRANSITIONS.get(current, ())
+
+
+def campaign_actions_allowed(status: str) -> list[CampaignAction]:
+    """The actions whose sources include `status`, in the table's order."""
+    return [action for action in _ACTIONS if status in action.sources]
+
+
+def campaign_action_can(current: str, action: str) -> bool:
+    return action in CAMPAIGN_ACTIONS and current in CAMPAIGN_ACTIONS[action].sources

@@ -1,6 +1,14 @@
-"""The state moves of a campaign: one locked transition along the state table, and the history
+"""The state moves of a campaign: one locked transition along the state tables, and the history
 row every change writes. Below the pipeline and the services, which both move campaigns through
-here; nothing here starts work."""
+here; nothing here starts work.
+
+Two doors, one lock: `campaign_act` performs an operator's action (its sources come from the
+action table, so resume is refused on a draft even though draft -> running is a legal move for
+start), `campaign_transition` a system move (completed, failed, paused by a job) along the
+transitions table.
+"""
+
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -8,7 +16,7 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 
 from .models import Campaign, CampaignEvent
-from .states import CampaignStatus, campaign_allowed, campaign_can
+from .states import CAMPAIGN_ACTIONS, CampaignStatus, campaign_actions_allowed, campaign_allowed, campaign_can
 
 # scheduled_at is not here: it is the launch time the operator chose, set by campaign_schedule.
 _TIMESTAMP_FOR = {
@@ -26,13 +34,33 @@ def _actor_label(actor, actor_label: str) -> str:
     return actor.get_username() if actor is not None else "system"
 
 
+def _allowed_facts(status: str) -> dict:
+    return {
+        "current_status": status,
+        "allowed_actions": [action.name for action in campaign_actions_allowed(status)],
+        "allowed_transitions": list(campaign_allowed(status)),
+    }
+
+
 def _refuse(campaign: Campaign, target: str) -> ApplicationError:
-    allowed = list(campaign_allowed(campaign.status))
+    facts = _allowed_facts(campaign.status)
     return ApplicationError(
         f"Cannot move campaign from {campaign.status} to {target}. "
-        f"Allowed from {campaign.status}: {', '.join(allowed) or 'none (final)'}.",
-        current_status=campaign.status,
-        allowed_transitions=allowed,
+        f"Allowed from {campaign.status}: {', '.join(facts['allowed_transitions']) or 'none (final)'}.",
+        **facts,
+    )
+
+
+def action_refusal(campaign: Campaign, action: str) -> ApplicationError:
+    """The 409 for an action its table does not allow from the campaign's status: names the
+    status, where the action may start from, and the actions allowed now."""
+    facts = _allowed_facts(campaign.status)
+    sources = CAMPAIGN_ACTIONS[action].sources
+    return ApplicationError(
+        f"Cannot {action} a {campaign.status} campaign: {action} is allowed only from {' or '.join(sources)}. "
+        f"Allowed from {campaign.status}: {', '.join(facts['allowed_actions']) or 'none (final)'}.",
+        action=action,
+        **facts,
     )
 
 
@@ -57,6 +85,39 @@ def campaign_event_record(
     )
 
 
+def _move(
+    campaign: Campaign,
+    *,
+    to_status: str,
+    actor,
+    actor_label: str,
+    reason: str,
+    pause_reason: str,
+    status_message: str | None,
+    status_error: str | None,
+) -> Campaign:
+    from_status = campaign.status
+    campaign.status = to_status
+    if to_status in _TIMESTAMP_FOR:
+        setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
+    campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
+    if status_message is not None:
+        campaign.status_message = status_message[:500]
+    if status_error is not None:
+        campaign.status_error = status_error
+    campaign.save()
+    campaign_event_record(
+        campaign=campaign,
+        action=f"campaign.{to_status}",
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label=actor_label,
+        reason=reason or pause_reason,
+    )
+    return campaign
+
+
 def campaign_transition(
     *,
     campaign_id,
@@ -68,30 +129,53 @@ def campaign_transition(
     status_message: str | None = None,
     status_error: str | None = None,
 ) -> Campaign:
-    """Move a campaign along the state machine, or raise ApplicationError naming what is allowed."""
+    """Move a campaign along the transitions table, or raise ApplicationError naming what is allowed."""
     with transaction.atomic():
-        # The row lock serialises concurrent transitions: of two simultaneous starts, the second
-        # sees `running` and is refused.
+        # The row lock serialises concurrent transitions: of two simultaneous moves, the second
+        # sees the first one's status and is refused if it no longer applies.
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if not campaign_can(campaign.status, to_status):
             raise _refuse(campaign, to_status)
-        from_status = campaign.status
-        campaign.status = to_status
-        if to_status in _TIMESTAMP_FOR:
-            setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
-        campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
-        if status_message is not None:
-            campaign.status_message = status_message[:500]
-        if status_error is not None:
-            campaign.status_error = status_error
-        campaign.save()
-        campaign_event_record(
-            campaign=campaign,
-            action=f"campaign.{to_status}",
-            from_status=from_status,
+        return _move(
+            campaign,
             to_status=to_status,
             actor=actor,
             actor_label=actor_label,
-            reason=reason or pause_reason,
+            reason=reason,
+            pause_reason=pause_reason,
+            status_message=status_message,
+            status_error=status_error,
         )
-    return campaign
+
+
+def campaign_act(
+    *,
+    campaign_id,
+    action: str,
+    actor=None,
+    actor_label: str = "",
+    reason: str = "",
+    pause_reason: str = "",
+    check: Callable[[Campaign], None] | None = None,
+) -> Campaign:
+    """Perform an operator's action: refused (ApplicationError) unless the campaign's status is one
+    of the action's sources, then `check(campaign)` (the service's other conditions: queue open,
+    content complete), both under the row lock, so nothing changes between the checks and the move."""
+    with transaction.atomic():
+        # The row lock serialises concurrent actions: of two simultaneous starts, the second sees
+        # `running` and is refused.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status not in CAMPAIGN_ACTIONS[action].sources:
+            raise action_refusal(campaign, action)
+        if check is not None:
+            check(campaign)
+        return _move(
+            campaign,
+            to_status=CAMPAIGN_ACTIONS[action].target,
+            actor=actor,
+            actor_label=actor_label,
+            reason=reason,
+            pause_reason=pause_reason,
+            status_message=None,
+            status_error=None,
+        )

@@ -4,6 +4,7 @@ from . import api_pipeline
 from .api import CampaignViewSet
 
 router = DefaultRouter(trailing_slash="/?")
+router.include_root_view = False  # /api/v1/ lists every app's resources (campaigns_project.api_root)
 router.register("campaigns", CampaignViewSet, basename="campaign")
 
 urlpatterns = api_pipeline.urlpatterns + router.urls

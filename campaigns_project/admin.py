@@ -1,4 +1,14 @@
 from django.http import HttpRequest
+from django.utils.html import format_html
+
+
+def truncated(text: str, length: int) -> str:
+    """A list cell that keeps the column narrow: the first `length` characters, the whole text on
+    hover. Escaped like every admin cell."""
+    text = text or ""
+    if len(text) <= length:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: length - 1])
 
 
 class ReadOnlyAdminMixin:

@@ -1,8 +1,12 @@
 """Strict environment parsing: a bad value stops start-up with a message naming the variable."""
 
 import os
+import re
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -55,3 +59,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_file_parse(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (blank lines and # comments allowed, no quoting): the checkout's own
+    environment, as `make run` writes it. A malformed line stops start-up naming the line."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.match(stripped)
+        if match is None:
+            raise ImproperlyConfigured(f"{path}, line {number}: expected KEY=VALUE, got {line!r}")
+        values[match.group(1)] = match.group(2)
+    return values
+
+
+def env_file_load(path: Path) -> None:
+    """Set every variable of `path` that the environment does not already set: a variable given
+    on the command line always wins over the file."""
+    if path.is_file():
+        for name, value in env_file_parse(path).items():
+            os.environ.setdefault(name, value)

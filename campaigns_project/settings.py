@@ -2,17 +2,27 @@
 
 Every value has a safe default for the embedded run (`make run`); production (DEBUG off) must
 provide SECRET_KEY. A malformed value stops start-up with a message naming the variable.
+
+Variables the environment does not set are taken from the checkout's environment file
+(ENV_FILE, default `.run/env`), which `make run` writes: so `manage.py` commands in the same
+checkout use the same DEBUG, SECRET_KEY, Redis and installation id as the running system. The
+test suite never reads it.
 """
 
+import os
+import re
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from .env import env_bool, env_float, env_int, env_list, env_str
+from .env import env_bool, env_file_load, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".run" / "env")
+if not env_bool("TESTING", False):
+    env_file_load(ENV_FILE)
 
 DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("TESTING", False)
@@ -38,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
     "integrations",
     "queue_control",
@@ -86,15 +97,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FORMS_URLFIELD_ASSUME_HTTPS = True
 
+# One installation's name for its own work on a shared Redis: its key prefix (breakers, latch,
+# buckets, cache) and its Celery queues, so two checkouts on one Redis never take each other's
+# messages or share a breaker. `make run` writes one per checkout into ENV_FILE.
+INSTALLATION_ID = env_str("INSTALLATION_ID", "cbo")
+if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", INSTALLATION_ID):
+    raise ImproperlyConfigured(f"INSTALLATION_ID must be 1-40 letters, digits, - or _, got {INSTALLATION_ID!r}")
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the app writes starts with this, so reset_state can delete exactly the app's keys.
-REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", f"{env_str('INSTALLATION_ID', 'cbo')}:")
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", f"{INSTALLATION_ID}:")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["campaigns_project.formats"]  # times to the second in the admin
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -146,6 +164,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # No CDN: /api/docs/ works offline and on a locked-down network.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Throttle counters live in Redis so every web process shares them.
@@ -157,16 +179,14 @@ CACHES = {
     }
 }
 
-# --- Installation ------------------------------------------------------------------------------
-# Names this installation's Redis keys and Celery queues, so two installations sharing one Redis
-# (two checkouts on a laptop, staging beside production) never take each other's work.
-INSTALLATION_ID = env_str("INSTALLATION_ID", "cbo")
-if not INSTALLATION_ID.replace("-", "").replace("_", "").isalnum():
-    raise ImproperlyConfigured(f"INSTALLATION_ID may hold letters, digits, - and _ only, got {INSTALLATION_ID!r}")
-
 # --- Celery (all task policy in one place) ----------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# The installation's own queue, and its own broadcast channels (inspect, control, events), so a
+# worker of another installation on the same broker neither takes its tasks nor answers its pings.
+CELERY_TASK_DEFAULT_QUEUE = f"{INSTALLATION_ID}.default"
+CELERY_CONTROL_EXCHANGE = INSTALLATION_ID
+CELERY_EVENT_EXCHANGE = f"{INSTALLATION_ID}.events"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -193,7 +213,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Instantly pushes), sending, and housekeeping (sweeper, reaper, opens drain, scheduled launches,
 # cleanup). docker-compose.yml runs a worker for the first two and one for housekeeping.
 CELERY_QUEUE_NAMES = {kind: f"{INSTALLATION_ID}.{kind}" for kind in ("pipeline", "send", "housekeeping")}
-CELERY_TASK_DEFAULT_QUEUE = f"{INSTALLATION_ID}.default"
 # A worker started without -Q consumes them all (the test worker; a one-process install).
 CELERY_TASK_QUEUES = [Queue(name) for name in (CELERY_TASK_DEFAULT_QUEUE, *CELERY_QUEUE_NAMES.values())]
 CELERY_TASK_ROUTES = {
@@ -238,6 +257,12 @@ JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 2.0, minimum=
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30, minimum=0)
 # A recipient is tried this many times (4xx replies, released batches) before it fails.
 RECIPIENT_MAX_SEND_ATTEMPTS = env_int("RECIPIENT_MAX_SEND_ATTEMPTS", 5, minimum=1)
+# Campaign templates (campaigns/templating.py): the largest body an operator may save, and the
+# bounds of one rendered message (subject and body together): characters produced, and steps
+# (nodes rendered plus loop iterations) taken.
+CAMPAIGN_BODY_TEMPLATE_MAX_CHARS = env_int("CAMPAIGN_BODY_TEMPLATE_MAX_CHARS", 100_000, minimum=1)
+CAMPAIGN_RENDER_MAX_CHARS = env_int("CAMPAIGN_RENDER_MAX_CHARS", 256 * 1024, minimum=1)
+CAMPAIGN_RENDER_MAX_STEPS = env_int("CAMPAIGN_RENDER_MAX_STEPS", 20_000, minimum=1)
 
 # --- Providers: a key switches the real client on; without one, the sandbox answers ----------
 PROVIDERS = {

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("TESTING", "true")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("INSTALLATION_ID", "cbo-test")
 os.environ.setdefault("REDIS_KEY_PREFIX", "cbo-test:")
 # Its own queue names too, so a test run never takes another installation's messages (or leaves its own to them).
 os.environ.setdefault("INSTALLATION_ID", "cbo-test")

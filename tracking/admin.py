@@ -6,7 +6,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from campaigns.admin import CAMPAIGN_PANELS
-from campaigns_project.admin import ReadOnlyAdminMixin
+from campaigns.admin_pipeline import BoundedCountPaginator, CampaignFilter
+from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from . import selectors, services
 from .admin_panels import campaign_stats_panel
@@ -35,8 +36,8 @@ class StuckInSendingFilter(admin.SimpleListFilter):
 
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
-    list_display = ["email", "campaign", "status", "claimed_at", "sent_at", "first_human_opened_at", "last_error"]
-    list_filter = ["status", StuckInSendingFilter]
+    list_display = ["email_short", "campaign_name", "status", "claimed_at", "sent_at", "first_human_open", "error"]
+    list_filter = ["status", StuckInSendingFilter, CampaignFilter]
     list_select_related = ["campaign"]
     search_fields = ["email", "message_id"]
     raw_id_fields = ["campaign", "lead"]
@@ -46,6 +47,22 @@ class RecipientAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # recipients come from the launcher or the API, which dedupe and suppress
+
+    @admin.display(description="email", ordering="email")
+    def email_short(self, recipient: Recipient) -> str:
+        return truncated(recipient.email, 36)
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_name(self, recipient: Recipient) -> str:
+        return truncated(recipient.campaign.name, 28)
+
+    @admin.display(description="first human open", ordering="first_human_opened_at")
+    def first_human_open(self, recipient: Recipient):
+        return recipient.first_human_opened_at
+
+    @admin.display(description="last error")
+    def error(self, recipient: Recipient) -> str:
+        return truncated(recipient.last_error, 60)
 
     @admin.action(description="Resend: put stuck-in-sending recipients back to pending (after checking the mail logs)")
     def release_to_pending(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
@@ -78,11 +95,37 @@ class RecipientAdmin(admin.ModelAdmin):
 
 @admin.register(EmailEvent)
 class EmailEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["occurred_at", "type", "is_machine", "recipient", "campaign", "link", "source", "user_agent"]
-    list_filter = ["type", "is_machine", "source"]
+    list_display = [
+        "occurred_at",
+        "type",
+        "is_machine",
+        "recipient_email",
+        "campaign_name",
+        "link_url",
+        "source",
+        "agent",
+    ]
+    list_filter = ["type", "is_machine", "source", CampaignFilter]
     list_select_related = ["recipient", "campaign", "link"]
     search_fields = ["recipient__email", "provider_event_id"]
     show_full_result_count = False
+    paginator = BoundedCountPaginator
+
+    @admin.display(description="recipient")
+    def recipient_email(self, event: EmailEvent) -> str:
+        return truncated(event.recipient.email, 32) if event.recipient_id else "-"
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_name(self, event: EmailEvent) -> str:
+        return truncated(event.campaign.name, 28)
+
+    @admin.display(description="link")
+    def link_url(self, event: EmailEvent) -> str:
+        return truncated(event.link.url, 32) if event.link_id else "-"
+
+    @admin.display(description="user agent")
+    def agent(self, event: EmailEvent) -> str:
+        return truncated(event.user_agent, 40)
 
 
 @admin.register(Suppression)

@@ -13,11 +13,14 @@ def campaign_stats_panel(campaign: Campaign) -> SafeString:
     of the Campaign admin: `def stats(self, obj): return campaign_stats_panel(obj)`."""
     if campaign is None or campaign.pk is None:
         return SafeString("")
+    stats = campaign_stats(campaign=campaign)
     html = render_to_string(
         "tracking/admin/stats_panel.html",
         {
             "campaign": campaign,
-            "stats": campaign_stats(campaign=campaign),
+            "stats": stats,
+            # The selectors give fractions (0.25); an operator reads percentages (25.0 %).
+            "percent": {name: f"{rate * 100:.1f} %" for name, rate in stats["rates"].items()},
             "stuck": recipients_stuck_in_sending().filter(campaign=campaign).count(),
         },
     )

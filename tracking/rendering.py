@@ -5,37 +5,20 @@ import html
 import re
 from dataclasses import dataclass
 from email.utils import formataddr, make_msgid
-from functools import lru_cache
 from urllib.parse import quote
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.template import Context, Engine, TemplateSyntaxError
 from django.utils.html import escape, linebreaks, strip_tags
 
 from campaigns.models import Campaign, Lead
+from campaigns.templating import SAMPLE_LEAD, Budget, template_compile, template_render
 
 from .models import Link, Recipient
 
-# Campaign templates are written by operators: no loaders (nothing to {% include %}) and only the
-# built-in tags and filters.
-ENGINE = Engine(loaders=[], libraries={})
+__all__ = ["SAMPLE_LEAD", "render_content"]  # SAMPLE_LEAD: the template language's sample lead, for test sends
 
 LEAD_FIELDS = ("email", "first_name", "last_name", "title", "company", "company_domain", "linkedin_url", "phone")
-SAMPLE_LEAD = {
-    "email": "sample@example.com",
-    "first_name": "Sam",
-    "last_name": "Sample",
-    "full_name": "Sam Sample",
-    "title": "Head of Sales",
-    "company": "Example Inc.",
-    "company_domain": "example.com",
-    "linkedin_url": "",
-    "phone": "",
-    "enrichment": {},
-    "personalization": "",
-}
 
 _HTML_TAG = re.compile(r"<(html|body|p|div|a|br|table|span|strong|em|b|i|ul|ol|li|h[1-6]|img)\b", re.IGNORECASE)
 _BARE_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
@@ -95,32 +78,23 @@ def _split_trailing(url: str) -> tuple[str, str]:
 def render_content(*, campaign: Campaign, context: dict) -> Content:
     """Subject and both bodies. Variables are escaped in the HTML part (autoescape on) and kept as
     given in the subject and the text part. A body without HTML tags is plain text: its HTML part
-    is the escaped text with paragraphs and clickable links."""
-    subject = _compile(campaign.subject_template, "subject_template").render(Context(context, autoescape=False))
+    is the escaped text with paragraphs and clickable links.
+
+    Rendered in campaigns.templating's language and within one message's bounds (size and work,
+    shared by subject and body): a template over them raises ValidationError naming the field,
+    which a send turns into that job's failure."""
+    budget = Budget.for_message()
+    subject_template = template_compile(campaign.subject_template, field="subject_template")
+    subject = template_render(subject_template, context, field="subject_template", autoescape=False, budget=budget)
     subject = " ".join(subject.split())  # a newline from a lead's field must not become a header break
-    body = _compile(campaign.body_template, "body_template")
+    body = template_compile(campaign.body_template, field="body_template")
     if _HTML_TAG.search(campaign.body_template):
-        html_body = body.render(Context(context, autoescape=True))
+        html_body = template_render(body, context, field="body_template", autoescape=True, budget=budget)
         text = html.unescape(strip_tags(_ANCHOR.sub(lambda m: f"{m.group(3)} ({m.group(2)})", html_body)))
     else:
-        text = body.render(Context(context, autoescape=False))
+        text = template_render(body, context, field="body_template", autoescape=False, budget=budget)
         html_body = linebreaks(_BARE_URL.sub(_anchor_for_bare_url, escape(text)))
     return Content(subject=subject, text=text.strip(), html=html_body)
-
-
-def _compile(source: str, field: str):
-    try:
-        return _compiled(source)
-    except TemplateSyntaxError as exc:
-        raise ValidationError({field: [f"Template error: {exc}"]}) from exc
-
-
-@lru_cache(maxsize=128)
-def _compiled(source: str):
-    """A compiled template per source text: a send batch renders the same two templates for every
-    recipient, and compiling them is most of the cost of rendering (a Template renders safely in
-    any thread)."""
-    return ENGINE.from_string(source)
 
 
 def _anchor_for_bare_url(match: re.Match) -> str:

@@ -1,7 +1,5 @@
 """An operator recovers from a breaker trip on the Queue control page, in a real browser."""
 
-import os
-
 import pytest
 
 from campaigns.models import Campaign, Job
@@ -10,34 +8,14 @@ from queue_control.guard import guarded_call
 from queue_control.models import QueueState
 from tests.factories import CampaignFactory, JobFactory
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls here are still sync.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from playwright import sync_api  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def page():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+from .conftest import admin_login
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_resets_a_tripped_breaker_and_resumes_the_queue(live_server, page, staff, settings, monkeypatch):
+def test_an_operator_resets_a_tripped_breaker_and_resumes_the_queue(
+    live_server, page, staff, settings, monkeypatch, screenshot
+):
     kicked = []
     monkeypatch.setattr("campaigns.pausing.campaigns_kick", kicked.extend)  # no Celery in this test
     settings.BREAKERS = {**settings.BREAKERS, "apollo": {"threshold": 1, "window": 60}}
@@ -52,11 +30,9 @@ def test_an_operator_resets_a_tripped_breaker_and_resumes_the_queue(live_server,
         guarded_call("apollo", apollo_down)
     assert set(Campaign.objects.values_list("status", flat=True)) == {"paused"}
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.click("text=Queue control")
+    admin_login(page, live_server)
+    page.click("#queue-control-link >> text=Queue control")
+    screenshot(page, "tripped")
 
     assert page.locator("#queue-state-value").inner_text() == "paused"
     assert page.locator("#queue-reason").inner_text() == "breaker:apollo"
@@ -73,6 +49,7 @@ def test_an_operator_resets_a_tripped_breaker_and_resumes_the_queue(live_server,
 
     page.click("#queue-resume")
     assert "Queue resumed" in page.locator(".messagelist").inner_text()
+    screenshot(page, "resumed")
     assert page.locator("#queue-state-value").inner_text() == "active"
     assert "2 running, 0 paused" in page.locator("#queue-counts").inner_text()
 

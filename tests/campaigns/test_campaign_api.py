@@ -8,7 +8,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, CampaignEvent
-from campaigns.states import CAMPAIGN_TRANSITIONS
+from campaigns.services import campaign_missing_for_start
+from campaigns.states import CAMPAIGN_ACTIONS, CAMPAIGN_TRANSITIONS, campaign_actions_allowed
 from tests.factories import CampaignFactory, MembershipFactory
 
 URL = "/api/v1/campaigns/"
@@ -260,37 +261,108 @@ def test_delete_is_refused_while_the_campaign_is_active(alice_client, org, statu
 # --- transitions ------------------------------------------------------------------------------
 
 
-def test_transitions_lists_the_allowed_ones(alice_client, org):
-    campaign = CampaignFactory(organization=org, status="paused")
+def test_transitions_lists_the_allowed_actions_and_their_target_statuses(alice_client, org):
+    campaign = CampaignFactory(organization=org, status="paused", pause_reason="manual")
     response = alice_client.get(detail(campaign.pk, "transitions/"))
-    assert response.data == {"status": "paused", "allowed_transitions": ["running", "cancelled"]}
+    assert response.data == {
+        "status": "paused",
+        "allowed_transitions": ["running", "cancelled"],
+        "allowed_actions": [{"action": "resume", "target": "running"}, {"action": "cancel", "target": "cancelled"}],
+    }
 
 
-ACTION_TARGET = {"start": "running", "pause": "paused", "resume": "running", "cancel": "cancelled"}
+def test_a_draft_offers_start_schedule_and_cancel_but_not_resume(alice_client, org):
+    campaign = CampaignFactory(organization=org)
+    data = alice_client.get(detail(campaign.pk)).data
+    assert data["allowed_actions"] == ["start", "schedule", "cancel"]
+
+
+def test_resume_on_a_draft_is_refused_naming_the_status_and_the_allowed_actions(alice_client, org):
+    campaign = CampaignFactory(organization=org)
+    response = alice_client.post(detail(campaign.pk, "resume/"))
+    assert response.status_code == 409
+    assert response.data["current_status"] == "draft"
+    assert response.data["allowed_actions"] == ["start", "schedule", "cancel"]
+    assert "resume is allowed only from paused" in response.data["detail"]
+    assert "Allowed from draft: start, schedule, cancel" in response.data["detail"]
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.phase) == ("draft", "")
+    assert not campaign.jobs.exists()
+
+
+# Body-less actions (schedule takes a launch time and has its own tests).
+ACTIONS = ["start", "unschedule", "pause", "resume", "cancel"]
 CASES = [
-    (status, action, ACTION_TARGET[action] in CAMPAIGN_TRANSITIONS[status])
-    for status in CAMPAIGN_TRANSITIONS
-    for action in ACTION_TARGET
-    # start from paused and resume from draft are not the operator's words for those moves
-    if not (action == "start" and status == "paused") and not (action == "resume" and status in ("draft", "scheduled"))
+    (status, name, status in CAMPAIGN_ACTIONS[name].sources) for status in CAMPAIGN_TRANSITIONS for name in ACTIONS
 ]
 
 
 @pytest.mark.parametrize(("status", "action", "legal"), CASES)
-def test_every_action_follows_the_state_machine(alice_client, org, status, action, legal):
+def test_every_action_starts_only_from_its_own_source_statuses(alice_client, org, status, action, legal):
     campaign = CampaignFactory(organization=org, status=status, pause_reason="manual" if status == "paused" else "")
     response = alice_client.post(detail(campaign.pk, f"{action}/"))
     campaign.refresh_from_db()
     if legal:
         assert response.status_code == 200, response.data
-        assert campaign.status == ACTION_TARGET[action]
+        assert campaign.status == CAMPAIGN_ACTIONS[action].target
         event = CampaignEvent.objects.get(campaign=campaign, action=f"campaign.{campaign.status}")
         assert (event.from_status, event.to_status, event.actor_label) == (status, campaign.status, "alice")
     else:
         assert response.status_code == 409
         assert response.data["current_status"] == status
+        assert response.data["allowed_actions"] == [a.name for a in campaign_actions_allowed(status)]
         assert response.data["allowed_transitions"] == list(CAMPAIGN_TRANSITIONS[status])
         assert campaign.status == status
+
+
+@pytest.mark.parametrize(
+    ("fields", "missing"),
+    [
+        ({"search_url": ""}, "a lead source (a search URL or an uploaded CSV)"),
+        ({"from_email": ""}, "a sender address (from_email)"),
+        ({"subject_template": ""}, "a subject (subject_template)"),
+        ({"body_template": "  "}, "a body (body_template)"),
+    ],
+)
+def test_start_refuses_a_campaign_that_cannot_run_naming_what_is_missing(alice_client, org, fields, missing):
+    campaign = CampaignFactory(organization=org, **fields)
+    response = alice_client.post(detail(campaign.pk, "start/"))
+    assert response.status_code == 409
+    assert missing in response.data["detail"]
+    assert response.data["missing"] == [missing]
+    campaign.refresh_from_db()
+    assert campaign.status == "draft" and not campaign.jobs.exists()
+
+
+def test_start_names_everything_missing_at_once(alice_client, org):
+    campaign = CampaignFactory(organization=org, search_url="", from_email="", subject_template="", body_template="")
+    response = alice_client.post(detail(campaign.pk, "start/"))
+    assert response.status_code == 409
+    assert len(response.data["missing"]) == 4
+
+
+def test_an_instantly_campaign_needs_only_a_lead_source_to_start(org):
+    # Its sender and its sequence are set up in Instantly.
+    campaign = CampaignFactory(
+        organization=org, channel="instantly", from_email="", subject_template="", body_template=""
+    )
+    assert campaign_missing_for_start(campaign=campaign) == []
+    campaign.search_url = ""
+    assert campaign_missing_for_start(campaign=campaign) == ["a lead source (a search URL or an uploaded CSV)"]
+
+
+def test_a_campaign_with_an_uploaded_csv_has_a_lead_source(org):
+    campaign = CampaignFactory(organization=org, search_url="", file_name="people.csv", total_records=3)
+    assert campaign_missing_for_start(campaign=campaign) == []
+
+
+def test_schedule_refuses_a_campaign_that_could_not_start(alice_client, org):
+    campaign = CampaignFactory(organization=org, from_email="")
+    response = alice_client.post(
+        detail(campaign.pk, "schedule/"), {"scheduled_at": "2999-01-01T00:00:00Z"}, format="json"
+    )
+    assert response.status_code == 409
+    assert "Cannot schedule: the campaign is missing a sender address" in response.data["detail"]
 
 
 def test_pause_records_a_manual_reason(alice_client, org):

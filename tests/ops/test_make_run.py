@@ -1,5 +1,7 @@
 """`make run`'s runner end to end: embedded Redis, SQLite, web + worker + beat, a demo campaign
-started through the API walks to completed, and Ctrl-C stops every process."""
+started through the API walks to completed, the README's commands work beside it with no
+variable set by hand, and Ctrl-C stops every process. A restart after reset_state gives the
+product back, with the same admin password."""
 
 import os
 import re
@@ -15,6 +17,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.slow
+# What a fresh shell in a fresh clone has not set: the commands must find it all in .run/env.
+NOT_SET_BY_HAND = (
+    "DJANGO_SETTINGS_MODULE",
+    "TESTING",
+    "DEBUG",
+    "SECRET_KEY",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "INSTALLATION_ID",
+    "DATABASE_URL",
+    "EMAIL_BACKEND",
+)
 
 
 def free_port() -> int:
@@ -23,69 +37,127 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_embedded_run_serves_the_api_and_completes_a_demo_campaign(tmp_path):
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DJANGO_SETTINGS_MODULE", "TESTING", "REDIS_KEY_PREFIX", "EMAIL_BACKEND")
-    }
-    env.update(
-        PORT=str(port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens: the runner must embed Redis
-        EMAIL_FILE_PATH=str(tmp_path / "mail"),
-        SANDBOX_LATENCY_MS="0",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/run_embedded.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output = []
-    try:
+def bare_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in NOT_SET_BY_HAND}
+    env["ENV_FILE"] = str(tmp_path / "env")  # the checkout's .run/env, kept out of the checkout
+    return env
+
+
+class Run:
+    def __init__(self, tmp_path, port: int, redis_port: int) -> None:
+        env = bare_env(tmp_path)
+        env.update(
+            PORT=str(port),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",  # nothing listens: the runner must embed Redis
+            EMAIL_FILE_PATH=str(tmp_path / "mail"),
+            SANDBOX_LATENCY_MS="0",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "scripts/run_embedded.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        output = []
         deadline = time.monotonic() + 120
         while not any("Ctrl-C stops everything" in line for line in output):
             assert time.monotonic() < deadline, "".join(output)
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(output)
+            line = self.proc.stdout.readline()
+            assert line or self.proc.poll() is None, "".join(output)
             output.append(line)
-        text = "".join(output)
-        assert "started an embedded redis-server" in text
-        assert re.search(r"Admin user: admin  password: \S+", text)
-        assert f"http://127.0.0.1:{port}/api/docs/" in text
-        token = re.search(r"API token: (\w+)", text).group(1)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
+        self.text = "".join(output)
+        self.password = re.search(r"Admin user: admin  password: (\S+)", self.text).group(1)
+        token = re.search(r"API token: (\w+)", self.text).group(1)
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
         for _ in range(100):
             try:
-                healthy = api.get("/healthz").status_code == 200
+                if self.api.get("/healthz").status_code == 200:
+                    break
             except httpx.TransportError:  # the web server is still starting
-                healthy = False
-            if healthy:
-                break
+                pass
             time.sleep(0.2)
-        campaigns = api.get("/api/v1/campaigns/").json()["results"]
-        assert len(campaigns) == 3
-        assert api.post(f"/api/v1/campaigns/{campaigns[0]['id']}/start/").status_code == 200
-        status = None
-        for _ in range(150):
-            status = api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/").json()
-            if status["status"] == "completed":
-                break
-            time.sleep(0.2)
-        assert status["status"] == "completed", status
-        assert api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["sent"] > 0
-        assert list((tmp_path / "mail").iterdir()), "no mail written to the local sink"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             raise
-    survivors = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert survivors == [], "children outlived Ctrl-C"
+        survivors = subprocess.run(["pgrep", "-s", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert survivors == [], "children outlived Ctrl-C"
+
+
+def manage(tmp_path, *args, timeout=120) -> subprocess.CompletedProcess:
+    """`.venv/bin/python manage.py ...` as typed in a fresh shell of the checkout."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=bare_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for_status(api, campaign_id, wanted: str) -> dict:
+    status = None
+    for _ in range(150):
+        status = api.get(f"/api/v1/campaigns/{campaign_id}/").json()
+        if status["status"] == wanted:
+            break
+        time.sleep(0.2)
+    return status
+
+
+def test_the_embedded_run_and_the_commands_beside_it(tmp_path):
+    port, redis_port = free_port(), free_port()
+    run = Run(tmp_path, port, redis_port)
+    try:
+        assert "started an embedded redis-server" in run.text
+        assert f"http://127.0.0.1:{port}/api/docs/" in run.text
+        env_file = (tmp_path / "env").read_text()
+        for line in ("DEBUG=true", f"REDIS_URL=redis://127.0.0.1:{redis_port}/0", "INSTALLATION_ID=cbo-"):
+            assert line in env_file
+        assert re.search(r"^SECRET_KEY=\S{40,}$", env_file, re.MULTILINE)
+
+        campaigns = run.api.get("/api/v1/campaigns/").json()["results"]
+        assert len(campaigns) == 3
+        assert run.api.post(f"/api/v1/campaigns/{campaigns[0]['id']}/start/").status_code == 200
+        status = wait_for_status(run.api, campaigns[0]["id"], "completed")
+        assert status["status"] == "completed", status
+        assert run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["sent"] > 0
+        assert list((tmp_path / "mail").iterdir()), "no mail written to the local sink"
+
+        # The README's commands, with nothing set by hand, reach the same database and Redis.
+        cleanup = manage(tmp_path, "cleanup_jobs", "--days", "0", "--dry-run")
+        assert cleanup.returncode == 0, cleanup.stderr
+        assert re.search(r"would delete [1-9]\d* final jobs", cleanup.stdout), cleanup.stdout
+        smoke = manage(tmp_path, "run_concurrent_campaigns", "--campaigns", "1", "--leads", "2", "--poll", "0.5")
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr  # make run's own worker ran it
+        seeded = manage(tmp_path, "seed_demo")
+        assert f"password: {run.password}" in seeded.stdout, seeded.stdout + seeded.stderr
+        bad_days = manage(tmp_path, "cleanup_jobs", "--days", "-1")
+        assert bad_days.returncode == 2 and "Traceback" not in bad_days.stderr
+
+        reset = manage(tmp_path, "reset_state", "--yes")
+        assert reset.returncode == 0, reset.stderr
+        assert "campaigns_campaign: " in reset.stdout
+        refused = run.api.post("/api/v1/campaigns/", json={"name": "After the reset"})
+        assert refused.status_code == 400  # no organization any more, until seeded again
+    finally:
+        run.stop()
+
+    # The next start re-creates the demo organization and admin, with the same password.
+    again = Run(tmp_path, port, redis_port)
+    try:
+        assert again.password == run.password
+        created = again.api.post("/api/v1/campaigns/", json={"name": "After the reset"})
+        assert created.status_code == 201, created.text
+        assert created.json()["organization"] == "demo"
+    finally:
+        again.stop()

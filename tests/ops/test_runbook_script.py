@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,15 @@ def run_script(tmp_path, *args):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "TESTING", "REDIS_KEY_PREFIX")
+        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "TESTING", "REDIS_KEY_PREFIX", "INSTALLATION_ID")
     }
     env.update(
         DEBUG="true",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",  # embedded default, away from the checkout
-        REDIS_URL="redis://127.0.0.1:6379/9",  # its own broker database: no test worker steals its tasks
-        REDIS_KEY_PREFIX="cbo-runbook:",
+        # The suite's Redis, under an installation of its own: no test worker takes its tasks.
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        INSTALLATION_ID=f"runbook-{uuid.uuid4().hex[:8]}",
+        ENV_FILE=str(tmp_path / "env"),  # not the checkout's own .run/env
         LOG_FILE=str(tmp_path / "smoke.log"),
         REPORT=str(tmp_path / "report.json"),
     )
@@ -47,3 +50,29 @@ def test_the_runbook_resets_runs_and_validates_a_small_run(tmp_path):
         assert phase in output
     assert "campaigns completed: 2/2, leads: 6/6" in output
     assert (tmp_path / "report.json").exists()
+
+    # After its reset the product is usable again: the demo organization and its admin are back
+    # (the API would otherwise answer "you belong to several organizations (or none)").
+    assert "[reset] seed_demo" in output and "Admin user: admin" in output
+    check = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from campaigns.models import Membership; "
+            "print(list(Membership.objects.values_list('user__username', 'organization__slug', 'role')))",
+        ],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "TESTING")},
+            "DEBUG": "true",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "ENV_FILE": str(tmp_path / "env"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "[('admin', 'demo', 'owner')]" in check.stdout, check.stdout + check.stderr

@@ -1,5 +1,5 @@
 """Fixtures of the pipeline tests. The pipeline runs on the sandbox providers; `drain` runs a
-campaign's jobs in this process by calling the run_job task function, the `celery_worker` fixture
+campaign's jobs in this process as the workers' wake-ups would, the `celery_worker` fixture
 runs them on Celery's in-process test worker against the real Redis broker."""
 
 import pytest

@@ -1,7 +1,11 @@
 """manage.py cleanup_jobs --days N [--campaign ID] [--dry-run]."""
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -17,6 +21,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def campaign(org):
     return CampaignFactory(organization=org)
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def old_job(campaign, status, days=40):
@@ -67,7 +74,22 @@ def test_a_malformed_campaign_id_is_refused_clearly(campaign):
         call_command("cleanup_jobs", "--campaign", "nope")
 
 
-@pytest.mark.parametrize("days", ["-1", "soon"])
-def test_bad_days_are_refused(days):
-    with pytest.raises(CommandError, match="--days must be"):
+@pytest.mark.parametrize(("days", "why"), [("-1", "must be 0 or more, got -1"), ("soon", "must be a whole number")])
+def test_bad_days_are_refused(days, why):
+    with pytest.raises(CommandError, match=f"argument --days: {why}"):
         call_command("cleanup_jobs", "--days", days)
+
+
+def test_bad_days_from_the_command_line_are_a_usage_error_not_a_traceback():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "campaigns_project.test_settings"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "cleanup_jobs", "--days", "-1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cleanup_jobs: error: argument --days: must be 0 or more, got -1" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -14,6 +14,7 @@ from campaigns.models import Campaign, CampaignEvent, CampaignPhase, Job, Lead
 from campaigns.registry import OUTREACH_LAUNCHERS
 from campaigns.selectors import campaign_progress
 from campaigns.states import JobStatus, JobType, Phase
+from campaigns_project.errors import ApplicationError
 from integrations.errors import BadRequestError, QuotaExhaustedError, ServerError
 from integrations.sandbox import MillionVerifierSandbox, OpenAISandbox
 from queue_control.gate import mirror_set
@@ -229,10 +230,13 @@ def test_a_campaign_from_a_csv_upload_uses_the_uploaded_leads(org, alice):
     assert (phase(campaign, Phase.LEAD_SOURCING).items_total, phase(campaign, Phase.LEAD_SOURCING).items_done) == (7, 7)
 
 
-def test_a_campaign_without_a_lead_source_fails_saying_so(org, alice):
-    campaign = start(CampaignFactory(organization=org, search_url=""), alice)
-    assert campaign.status == "failed"
-    assert "neither an Apollo search URL nor an uploaded CSV file" in campaign.status_error
+def test_a_campaign_without_a_lead_source_is_refused_at_start_instead_of_failing_later(org, alice):
+    campaign = CampaignFactory(organization=org, search_url="")
+    with pytest.raises(ApplicationError, match="missing a lead source"):
+        services.campaign_start(campaign_id=campaign.pk, actor=alice)
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.phase) == ("draft", "")
+    assert not campaign.jobs.exists()
 
 
 def test_the_instantly_channel_pushes_the_sendable_leads(org, alice, monkeypatch):

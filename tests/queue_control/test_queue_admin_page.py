@@ -84,8 +84,19 @@ def test_reset_then_resume_from_the_page(admin_client_logged_in, django_capture_
     ]
 
 
+def test_pause_asks_for_confirmation_naming_what_it_stops(admin_client_logged_in):
+    CampaignFactory(status="running")
+    response = admin_client_logged_in.post(f"{PAGE}pause/", {"reason": "provider maintenance"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Pause the queue?" in html and "1 running campaigns" in html
+    assert 'value="provider maintenance"' in html  # the reason is carried to the confirmation
+    assert QueueState.get().state == "active"
+
+
 def test_pause_from_the_page_records_the_reason(admin_client_logged_in):
-    admin_client_logged_in.post(f"{PAGE}pause/", {"reason": "provider maintenance"})
+    admin_client_logged_in.post(f"{PAGE}pause/", {"reason": "provider maintenance", "confirmed": "yes"})
 
     latch = QueueState.get()
     assert (latch.state, latch.reason, latch.changed_by_label) == ("paused", "provider maintenance", "admin")
@@ -111,7 +122,7 @@ def test_an_unknown_breaker_is_404(admin_client_logged_in):
 def test_non_staff_are_sent_to_the_login(client, alice):
     client.force_login(alice)
 
-    response = client.post(f"{PAGE}pause/")
+    response = client.post(f"{PAGE}pause/", {"confirmed": "yes"})
 
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert QueueState.get().state == "active"

@@ -321,3 +321,31 @@ def test_the_shared_rate_limit_hands_the_rest_of_the_batch_back(campaign, verifi
     assert len(smtp_sink.messages) == 1
     assert sorted(Recipient.objects.values_list("status", flat=True)) == ["pending", "pending", "sent"]
     assert sorted(Recipient.objects.values_list("send_attempts", flat=True)) == [0, 1, 1]
+
+
+def test_a_message_over_the_render_bound_fails_its_job_and_reaches_no_one(campaign, smtp_sink):
+    from campaigns.models import Campaign
+    from campaigns.registry import PermanentJobError
+
+    loops = "{% for a in first_name %}{% for b in first_name %}{% for c in first_name %}{{ company }}"
+    Campaign.objects.filter(pk=campaign.pk).update(body_template=loops + "{% endfor %}" * 3)  # stored unchecked
+    LeadFactory(
+        campaign=campaign, email="big@example.org", first_name="B" * 100, company="C" * 100, email_status="valid"
+    )
+    [job] = launch(campaign)  # 100^3 copies of 100 characters
+
+    with pytest.raises(PermanentJobError, match="larger than 262144 characters"):
+        run(job)
+    assert smtp_sink.messages == []
+
+
+def test_a_test_send_is_bounded_too(campaign, alice_client, smtp_sink):
+    from campaigns.models import Campaign
+
+    loops = "{% for a in company %}" * 4 + "{% endfor %}" * 4
+    Campaign.objects.filter(pk=campaign.pk).update(body_template=loops)
+    LeadFactory(campaign=campaign, company="C" * 200)
+    response = alice_client.post(f"/api/v1/campaigns/{campaign.pk}/test", {"email": "qa@acme.example"}, format="json")
+    assert response.status_code == 400
+    assert "too much work" in response.json()["body_template"][0]
+    assert smtp_sink.messages == []

@@ -1,3 +1,4 @@
+import argparse
 import uuid
 
 from django.conf import settings
@@ -8,12 +9,14 @@ from campaigns.models import Campaign
 
 
 def _days(value: str) -> int:
+    # argparse turns ArgumentTypeError into a usage error (exit 2 from the command line,
+    # CommandError from call_command); any other exception here would be a traceback.
     try:
         days = int(value)
     except ValueError:
-        raise CommandError(f"--days must be a whole number of days, got {value!r}.")
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, got {value!r}")
     if days < 0:
-        raise CommandError(f"--days must be 0 or more, got {days}.")
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {days}")
     return days
 
 
@@ -34,7 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
 
     def handle(self, *args, days=None, campaign=None, dry_run=False, **options) -> str:
-        days = settings.JOB_RETENTION_DAYS if days is None else _days(str(days))
+        try:
+            days = settings.JOB_RETENTION_DAYS if days is None else _days(str(days))
+        except argparse.ArgumentTypeError as exc:
+            raise CommandError(f"--days {exc}.")
         campaign_id = None
         if campaign:
             try:

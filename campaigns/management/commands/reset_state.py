@@ -3,6 +3,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
+from redis import RedisError
 
 from campaigns_project.redis import get_redis
 
@@ -64,6 +65,15 @@ class Command(BaseCommand):
             if answer.strip().lower() != "yes":
                 raise CommandError("Aborted: not confirmed (pass --yes to skip the question).")
 
+        redis = get_redis()
+        try:
+            redis.ping()
+        except RedisError as exc:
+            raise CommandError(
+                f"Redis at {settings.REDIS_URL} does not answer ({exc}); nothing was reset. "
+                "Is `make run` (or your Redis) running?"
+            )
+
         models = [
             model
             for label in APP_LABELS
@@ -88,7 +98,6 @@ class Command(BaseCommand):
                 for model in models:  # one statement per table, children first
                     model._base_manager.all()._raw_delete(connection.alias)
 
-        redis = get_redis()
         if flush_redis_all:
             redis.flushall()
             redis_line = "Redis: FLUSHALL done (every key on the server)."
@@ -104,5 +113,12 @@ class Command(BaseCommand):
 
         lines = [f"  {table}: {count}" for table, count in counts.items()]
         return "\n".join(
-            ["Removed rows:", *lines, redis_line, "Queue: active. Breakers: closed (their Redis state is gone)."]
+            [
+                "Removed rows:",
+                *lines,
+                redis_line,
+                "Queue: active. Breakers: closed (their Redis state is gone).",
+                "Organizations are gone: run `manage.py seed_demo` to re-create the demo organization and admin "
+                "(make run does at each start, the runbook after its reset).",
+            ]
         )

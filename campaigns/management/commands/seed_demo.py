@@ -1,3 +1,4 @@
+import os
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -16,20 +17,31 @@ DEMO_CAMPAIGNS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo organization, an admin user (new password each run) and a few draft campaigns."
+    help = (
+        "Create (or re-create, after reset_state) the demo organization, its admin user and a few draft "
+        "campaigns. Idempotent."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
-        parser.add_argument("--password", default="", help="Default: a new random password.")
+        parser.add_argument(
+            "--password",
+            default="",
+            help="Set this password. Default: DEMO_ADMIN_PASSWORD (make run keeps one per checkout); "
+            "without either, a new user gets a random one and an existing user keeps theirs.",
+        )
 
     @transaction.atomic
     def handle(self, *args, username: str, password: str, **options) -> str:
-        password = password or secrets.token_urlsafe(9)
-        user, _ = get_user_model().objects.get_or_create(
+        password = password or os.environ.get("DEMO_ADMIN_PASSWORD", "")
+        user, created_user = get_user_model().objects.get_or_create(
             username=username, defaults={"email": f"{username}@example.com"}
         )
+        if not password and created_user:
+            password = secrets.token_urlsafe(9)
         user.is_staff = user.is_superuser = True
-        user.set_password(password)
+        if password:
+            user.set_password(password)
         user.save()
         token, _ = Token.objects.get_or_create(user=user)
         org, _ = Organization.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
@@ -54,6 +66,6 @@ class Command(BaseCommand):
                 created += 1
         return (
             f"Demo organization '{org.slug}' with {created} new campaign(s).\n"
-            f"Admin user: {username}  password: {password}\n"
+            f"Admin user: {username}  password: {password or '(unchanged)'}\n"
             f"API token: {token.key}"
         )
