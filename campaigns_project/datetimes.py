@@ -62,34 +62,48 @@ def event_time_refusal(value: datetime, *, now: datetime | None = None) -> str |
     )
 
 
-def _lenient(loader_class):
-    class LenientTimestamptzLoader(loader_class):
-        """Reads a timestamptz beyond Python's range as EARLIEST or LATEST instead of raising."""
+def _lenient(loader_class, *, aware: bool):
+    """A loader that reads through `loader_class` (by composition: psycopg's C loaders cannot be
+    subclassed) and clamps what Python cannot represent."""
+    from psycopg.adapt import Loader
+
+    class LenientTimestampLoader(Loader):
+        inner_class = loader_class
+        # Django compares this with the connection's time zone and keeps a loader that matches.
+        timezone = getattr(loader_class, "timezone", None)
+
+        def __init__(self, oid, context=None):
+            super().__init__(oid, context)
+            self.inner = self.inner_class(oid, context)
 
         def load(self, data):
             from psycopg import DataError
 
             try:
-                return super().load(data)
+                return self.inner.load(data)
             except DataError:
                 text = bytes(data).decode("ascii", "replace")
                 clamped = EARLIEST if text.startswith("-") or text.endswith("BC") else LATEST
-                tz = getattr(self, "timezone", UTC)
-                return clamped.replace(tzinfo=tz) if tz is not None else clamped.replace(tzinfo=None)
+                if not aware:
+                    return clamped.replace(tzinfo=None)
+                if not hasattr(self.inner_class, "timezone"):  # psycopg's own loader: aware, UTC
+                    return clamped
+                # Django's loader sets its connection's zone, or none at all (USE_TZ off).
+                return clamped.replace(tzinfo=self.timezone)
 
-    return LenientTimestamptzLoader
+    return LenientTimestampLoader
 
 
 def install_lenient_loader(sender, connection, **kwargs) -> None:
     """connection_created receiver: wrap the connection's timestamptz loader (Django's, which
-    carries the connection's time zone, so Django keeps it)."""
+    carries the connection's time zone, so Django keeps it) and its timestamp loader (what
+    date_trunc ... AT TIME ZONE returns, as in the analytics' buckets)."""
     if connection.vendor != "postgresql":
         return
-    from psycopg.adapt import PyFormat  # noqa: F401  (psycopg 3 only)
     from psycopg.pq import Format
 
     adapters = connection.connection.adapters
-    oid = adapters.types["timestamptz"].oid
-    current = adapters.get_loader(oid, Format.TEXT)
-    if current is not None and not current.__name__.startswith("Lenient"):
-        adapters.register_loader("timestamptz", _lenient(current))
+    for type_name, aware in (("timestamptz", True), ("timestamp", False)):
+        current = adapters.get_loader(adapters.types[type_name].oid, Format.TEXT)
+        if current is not None and not current.__name__.startswith("Lenient"):
+            adapters.register_loader(type_name, _lenient(current, aware=aware))
