@@ -1,5 +1,6 @@
 """Fuzz the API with schemathesis against a live server: its own fresh database with the demo data,
-gunicorn on its own free port, real HTTP, authenticated as the demo user.
+gunicorn on its own free port, real HTTP, authenticated as the demo user (and the webhooks signed
+as their providers sign: scripts/fuzz_hooks.py).
 
     .venv/bin/python scripts/fuzz.py                      # what `make test` runs (tests/test_fuzz.py)
     .venv/bin/python scripts/fuzz.py --max-examples 200 --stateful --workers 2   # `make fuzz`
@@ -35,7 +36,11 @@ recipient = Recipient.objects.create(campaign=campaign, lead=lead, email="lee@ex
                                      sent_at=timezone.now(), message_id="<demo.1@example.com>")
 Recipient.objects.create(campaign=campaign, email="pending@example.org")
 EmailEvent.objects.create(recipient=recipient, campaign=campaign, type="open", occurred_at=timezone.now())
-print(campaign.pk, recipient.pk)
+import json
+print("FUZZ_IDS=" + json.dumps({
+    "campaigns": [str(pk) for pk in Campaign.objects.order_by("created_at").values_list("pk", flat=True)],
+    "recipients": [str(pk) for pk in Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True)],
+}))
 """
 
 
@@ -102,6 +107,8 @@ def main(argv=None) -> int:
         "REDIS_KEY_PREFIX": base_env.get("REDIS_KEY_PREFIX", "cbo-test:") + "fuzz:",
         "CELERY_BROKER_URL": "memory://",
         "PYTHONUNBUFFERED": "1",
+        "WEBHOOK_SECRET": "fuzz-webhook-secret-0123456789",
+        "LOG_LEVEL": "ERROR",  # 4xx warnings would drown the report; an ERROR (a 500, a DataError) shows
     }
     recreate_database(maintenance_url, name)
     server = None
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
         manage(env, "migrate", "--noinput")
         seeded = manage(env, "seed_demo", "--password", "fuzz-demo-password")
         token = re.search(r"API token: (\w+)", seeded).group(1)
-        manage(env, "shell", stdin=DEMO_DATA)
+        ids = re.search(r"FUZZ_IDS=(.*)", manage(env, "shell", stdin=DEMO_DATA)).group(1)
 
         port = free_port()
         origin = f"http://127.0.0.1:{port}"
@@ -139,8 +146,6 @@ def main(argv=None) -> int:
             f"{origin}/api/schema/?format=json",
             "--checks",
             CHECKS,
-            "--header",
-            f"Authorization: Token {token}",
             "--max-examples",
             str(args.max_examples),
             "--phases",
@@ -161,7 +166,15 @@ def main(argv=None) -> int:
         if args.max_time:
             command += ["--max-time", str(args.max_time)]
         started = time.monotonic()
-        result = subprocess.run(command, cwd=ROOT, env={**base_env, "NO_COLOR": "1"})
+        hooks_env = {
+            "SCHEMATHESIS_HOOKS": "fuzz_hooks",  # scripts/fuzz_hooks.py: authentication and webhook signatures
+            "PYTHONPATH": str(ROOT / "scripts"),
+            "FUZZ_TOKEN": token,
+            "FUZZ_WEBHOOK_SECRET": env["WEBHOOK_SECRET"],
+            "FUZZ_IDS": ids,  # the demo objects' ids: half the cases aim at them (scripts/fuzz_hooks.py)
+            "NO_COLOR": "1",
+        }
+        result = subprocess.run(command, cwd=ROOT, env={**base_env, **hooks_env})
         print(f"schemathesis finished in {time.monotonic() - started:.0f} s with exit status {result.returncode}")
         return result.returncode
     finally:

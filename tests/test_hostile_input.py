@@ -258,3 +258,29 @@ def test_no_sql_error_leaves_the_connection_broken(alice_client):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def test_a_nul_in_the_admin_login_is_refused_by_the_form_not_a_500(client):
+    response = client.post("/admin/login/?next=/admin/", {"username": "ad\x00min", "password": "p\x00w"})
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"event_id": "e\\u0000", "type": "open", "message_id": "x"}',
+        '{"event_id": "e", "type": "open", "message_id": "x", "extra": {"deep": "\\u0000"}}',
+        '{"event_id": "e", "type": "open", "message_id": "x", "n": NaN}',
+        '{"a": ' + "[" * 1000 + "]" * 1000 + "}",
+    ],
+)
+def test_a_signed_webhook_with_a_hostile_payload_is_a_400(client, raw):
+    import time
+
+    from tracking.webhooks import VERIFIERS
+
+    body = raw.encode()
+    headers = VERIFIERS["generic"].sign(body=body, msg_id="m-1", timestamp=int(time.time()))
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    response = client.post("/api/v1/webhooks/generic/", body, content_type="application/json", **meta)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"

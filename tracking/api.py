@@ -201,7 +201,7 @@ class AnalyticsView(APIView):
 
 
 class EmailEventSerializer(strict.ModelSerializer):
-    url = serializers.CharField(source="link.url", default=None, read_only=True)
+    url = serializers.CharField(source="link.url", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = EmailEvent
@@ -263,6 +263,7 @@ class RecipientEventListView(GenericAPIView):
     serializer_class = EmailEventSerializer
     queryset = EmailEvent.objects.none()  # the schema's model; get() scopes to the recipient
 
+    @extend_schema(responses=EmailEventSerializer(many=True))  # paginated, as the answer is
     def get(self, request, recipient_id):
         recipient = _recipient(request, recipient_id)
         page = self.paginate_queryset(selectors.recipient_events(recipient=recipient))
