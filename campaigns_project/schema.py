@@ -56,9 +56,7 @@ class AutoSchema(openapi.AutoSchema):
         return self.method in ("POST", "PUT", "PATCH")
 
     def _permission_applies(self) -> bool:
-        return any(
-            not isinstance(permission, permissions.AllowAny) for permission in self.view.get_permissions()
-        ) or bool(getattr(self.view, "documents_forbidden", False))
+        return any(not isinstance(permission, permissions.AllowAny) for permission in self.view.get_permissions())
 
     def _error_responses(self) -> dict[str, OpenApiResponse | dict]:
         errors: dict[str, OpenApiResponse | dict] = {

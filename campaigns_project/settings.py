@@ -124,7 +124,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The handler has the level too: records that propagate from Django's own loggers (a 4xx is a
+    # django.request WARNING) skip the root logger's level check.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": env_str("LOG_LEVEL", "INFO")}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
