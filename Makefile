@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # The suite runs against the real servers on this machine unless told otherwise.
-test check-services: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
-test check-services: export REDIS_URL ?= redis://127.0.0.1:6379/0
+test check-services fuzz: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+test check-services fuzz: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint format venv system-deps check-services bench clean
+.PHONY: run test fuzz lint format venv system-deps check-services bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ format: $(STAMP)
 
 test: $(STAMP) system-deps check-services lint
 	$(VENV)/bin/pytest -p no:cacheprovider --create-db
+
+# The long fuzz run: schemathesis with more examples and the stateful phase, random seed, against
+# gunicorn on its own port and database (scripts/fuzz.py). `make test` runs a short one.
+FUZZ_EXAMPLES ?= 100
+FUZZ_MAX_TIME ?= 900
+fuzz: $(STAMP) check-services
+	$(PY) scripts/fuzz.py --max-examples $(FUZZ_EXAMPLES) --stateful --max-time $(FUZZ_MAX_TIME)
 
 # Runs web + worker + beat on SQLite, a reachable Redis or an embedded one, and the sandboxes.
 run: $(STAMP)

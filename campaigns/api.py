@@ -3,11 +3,14 @@
 import django_filters
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
+
+from campaigns_project import serializers as strict
+from campaigns_project.filters import FilterSet, IsoDateTimeFilter
 
 from . import selectors, services
 from .models import Campaign, CampaignEvent, Organization
@@ -24,12 +27,38 @@ def validate_apollo_search_url(value: str) -> str:
     return value
 
 
-class CampaignSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(
+class OrganizationSlugField(serializers.SlugRelatedField):
+    """One of the requesting user's organizations, by slug. Another organization's slug and an
+    unknown one get the same answer, so the answer does not tell which slugs exist."""
+
+    default_error_messages = {
+        "does_not_exist": "You have no organization with the slug {value}.",
+        "invalid": "Expected an organization slug (a string).",
+    }
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None:
+            return Organization.objects.none()
+        return selectors.organizations_for_user(user=request.user)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CampaignSerializer(strict.ModelSerializer):
+    organization = OrganizationSlugField(
         slug_field="slug",
-        queryset=Organization.objects.all(),
         required=False,
-        help_text="Slug of one of your organizations; optional when you belong to exactly one.",
+        help_text="Slug of one of your organizations; optional when you belong to exactly one. Set at creation only.",
+    )
+    phase = serializers.ChoiceField(
+        choices=Phase.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Where in the pipeline; empty until the campaign starts.",
     )
     name = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
@@ -98,22 +127,11 @@ class CampaignSerializer(serializers.ModelSerializer):
     def get_allowed_actions(self, obj: Campaign) -> list[str]:
         return [action.name for action in campaign_actions_allowed(obj.status)]
 
-    def validate(self, attrs):
-        # Refuse, naming each one, fields a client may not set, instead of silently ignoring them.
-        raw = getattr(self, "initial_data", {}) or {}
-        immutable = set(services.STATE_FIELDS) | {"id", "progress", "phase_progress", "allowed_transitions"}
-        if self.instance is not None:
-            immutable |= set(services.IMMUTABLE_FIELDS)
-        refused = sorted(name for name in raw if name in immutable)
-        if refused:
-            raise serializers.ValidationError({name: ["This field cannot be set."] for name in refused})
-        return attrs
 
-    def validate_organization(self, organization: Organization) -> Organization:
-        user = self.context["request"].user
-        if not selectors.organizations_for_user(user=user).filter(pk=organization.pk).exists():
-            raise serializers.ValidationError("You are not a member of this organization.")
-        return organization
+class CampaignUpdateSerializer(CampaignSerializer):
+    """The same fields; `organization` is fixed once the campaign exists (the schema says so)."""
+
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
 
 class CampaignEventSerializer(serializers.ModelSerializer):
@@ -122,11 +140,11 @@ class CampaignEventSerializer(serializers.ModelSerializer):
         fields = ["action", "from_status", "to_status", "reason", "actor_label", "created_at"]
 
 
-class CampaignFilter(django_filters.FilterSet):
+class CampaignFilter(FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=CampaignStatus.choices)
     phase = django_filters.MultipleChoiceFilter(choices=Phase.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Campaign
@@ -161,8 +179,18 @@ class TransitionsSerializer(serializers.Serializer):
 ActionBody = inline_serializer("CampaignActionBody", {"reason": serializers.CharField(required=False)})
 
 
-class ScheduleSerializer(serializers.Serializer):
-    scheduled_at = serializers.DateTimeField(help_text="When beat launches the campaign (must be in the future).")
+class ReasonSerializer(strict.Serializer):
+    reason = serializers.CharField(
+        max_length=500, required=False, help_text="Why, in the operator's words (kept in the history)."
+    )
+
+
+class NoBodySerializer(strict.Serializer):
+    """The action takes no fields; any field sent is refused."""
+
+
+class ScheduleSerializer(strict.Serializer):
+    scheduled_at = strict.DateTimeField(help_text="When beat launches the campaign (must be in the future).")
 
     def validate_scheduled_at(self, value):
         if value <= timezone.now():
@@ -173,6 +201,21 @@ class ScheduleSerializer(serializers.Serializer):
 ConflictResponse = OpenApiResponse(description="Refused by the state machine or the queue; body names why.")
 
 
+@extend_schema_view(
+    list=extend_schema(description="Your organizations' live campaigns, filtered, searched by name and ordered."),
+    create=extend_schema(
+        description="Create a draft campaign in one of your organizations (owners and operators). "
+        "`organization` may be left out when you belong to exactly one."
+    ),
+    retrieve=extend_schema(description="One campaign, with the actions allowed from its status."),
+    update=extend_schema(description="Replace a campaign's content while it is draft, scheduled or paused."),
+    partial_update=extend_schema(
+        description="Change some of a campaign's fields while it is draft, scheduled or paused."
+    ),
+    destroy=extend_schema(
+        description="Soft-delete a campaign (draft, scheduled or final; not running or paused). Its history stays."
+    ),
+)
 class CampaignViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -195,6 +238,11 @@ class CampaignViewSet(
             .select_related("organization")
             .prefetch_related("phases")
         )
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return CampaignUpdateSerializer
+        return CampaignSerializer
 
     def get_object(self):
         campaign = selectors.campaign_get_for_user(user=self.request.user, campaign_id=self.kwargs["pk"])
@@ -226,6 +274,7 @@ class CampaignViewSet(
     @extend_schema(responses=TransitionsSerializer)
     @action(detail=True, methods=["get"])
     def transitions(self, request, pk=None):
+        """The campaign's status and the statuses it may move to from there."""
         campaign = self.get_object()
         return Response(
             {
@@ -241,6 +290,7 @@ class CampaignViewSet(
     @extend_schema(responses=CampaignEventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
+        """Every change of the campaign, newest first: who did what, from which status to which, and why."""
         campaign = self.get_object()
         page = self.paginate_queryset(campaign.events.all())
         return self.get_paginated_response(CampaignEventSerializer(page, many=True).data)
@@ -250,20 +300,23 @@ class CampaignViewSet(
         if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
             raise PermissionDenied(CanOperate.message)
         kwargs = {"campaign_id": campaign.pk, "actor": request.user}
-        reason = request.data.get("reason") if hasattr(request.data, "get") else None
-        if name in ("pause", "cancel") and reason:
-            kwargs["reason"] = str(reason)[:500]
+        body = (ReasonSerializer if name in ("pause", "cancel") else NoBodySerializer)(data=request.data)
+        body.is_valid(raise_exception=True)
+        if body.validated_data.get("reason"):
+            kwargs["reason"] = body.validated_data["reason"]
         campaign = services.ACTION_SERVICES[name](**kwargs)
         return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_200_OK)
 
-    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
+        """Start the pipeline (from draft or scheduled), if the queue is active and every breaker closed."""
         return self._act(request, "start")
 
     @extend_schema(request=ScheduleSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def schedule(self, request, pk=None):
+        """Schedule the campaign: beat starts it once `scheduled_at` has passed."""
         campaign = self.get_object()
         if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
             raise PermissionDenied(CanOperate.message)
@@ -277,19 +330,23 @@ class CampaignViewSet(
     @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def unschedule(self, request, pk=None):
+        """Take a scheduled campaign back to draft; beat will not start it."""
         return self._act(request, "unschedule")
 
-    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=ReasonSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
+        """Pause a running campaign by hand; it resumes only by its own resume."""
         return self._act(request, "pause")
 
-    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
+        """Resume a campaign paused by hand (one paused by the queue resumes with the queue)."""
         return self._act(request, "resume")
 
-    @extend_schema(request=ActionBody, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=ReasonSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
+        """Cancel the campaign and every job it has not finished. Final."""
         return self._act(request, "cancel")

@@ -14,12 +14,15 @@ from django.urls import re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
+
+from campaigns_project import serializers as strict
+from campaigns_project.filters import FilterSet
 
 from . import handlers
 from .api import CampaignSerializer
@@ -118,7 +121,7 @@ class CampaignDetailsSerializer(serializers.Serializer):
     analytics_error = serializers.CharField(allow_null=True)
 
 
-class CleanupRequestSerializer(serializers.Serializer):
+class CleanupRequestSerializer(strict.Serializer):
     days = serializers.IntegerField(min_value=0, max_value=36_500, default=settings.JOB_RETENTION_DAYS)
     dry_run = serializers.BooleanField(default=False)
 
@@ -133,7 +136,7 @@ class CleanupResultSerializer(serializers.Serializer):
     by_status = serializers.DictField(child=serializers.IntegerField())
 
 
-class UploadRequestSerializer(serializers.Serializer):
+class UploadRequestSerializer(strict.Serializer):
     file = serializers.FileField(
         help_text="CSV with a header: email, then optionally first_name, last_name, "
         "title, company, company_domain, linkedin_url, phone"
@@ -156,9 +159,32 @@ class RowErrorSerializer(serializers.Serializer):
 
 
 class UploadErrorSerializer(serializers.Serializer):
-    file = serializers.ListField(child=serializers.CharField())
-    errors = RowErrorSerializer(many=True)
-    error_count = serializers.IntegerField()
+    """Every 400 of the upload has this shape, whatever refused it (the form, the file, a row)."""
+
+    file = serializers.ListField(child=serializers.CharField(), help_text="Why the file was refused, in words.")
+    errors = RowErrorSerializer(many=True, help_text="The bad rows (the first 100); empty when the file itself is bad.")
+    error_count = serializers.IntegerField(help_text="How many problems in all.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Refused form fields other than `file`, each with its messages.",
+    )
+
+
+def _upload_refused(messages: list[str], *, errors=(), error_count: int = 0, fields: dict | None = None) -> Response:
+    body = {"file": [str(m) for m in messages], "errors": list(errors), "error_count": error_count or len(messages)}
+    if fields:
+        body["fields"] = {name: [str(m) for m in problems] for name, problems in fields.items()}
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _messages(detail) -> list[str]:
+    """Plain strings out of a DRF error detail (a list, a dict or one message)."""
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in _messages(value)]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _messages(value)]
+    return [str(detail)]
 
 
 # --- details -----------------------------------------------------------------------------------
@@ -205,7 +231,7 @@ def _analytics(campaign: Campaign) -> dict:
 # --- results (leads) ---------------------------------------------------------------------------
 
 
-class LeadFilter(django_filters.FilterSet):
+class LeadFilter(FilterSet):
     email_status = django_filters.MultipleChoiceFilter(choices=Lead.EmailStatus.choices)
     source = django_filters.CharFilter()
 
@@ -303,7 +329,7 @@ class CampaignResultsCSVView(CampaignResultsView):
 # --- jobs --------------------------------------------------------------------------------------
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
     job_type = django_filters.MultipleChoiceFilter(choices=JobType.choices)
 
@@ -374,19 +400,28 @@ class CampaignLeadsUploadView(CampaignScopedMixin, APIView):
     )
     def post(self, request, campaign_id):
         campaign = self.get_operable_campaign()
-        body = UploadRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        try:
+            body = UploadRequestSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+        except ParseError as exc:
+            return _upload_refused([exc.detail])
+        except ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"file": exc.detail}
+            others = {name: _messages(value) for name, value in detail.items() if name != "file"}
+            file_messages = _messages(detail.get("file", [])) or ["The upload was refused; see `fields`."]
+            return _upload_refused(file_messages, fields=others, error_count=sum(map(len, others.values())) + 1)
         upload = body.validated_data["file"]
         upload.seek(0)
         try:
             result = leads_import_csv(
-                campaign_id=campaign.pk, file=upload.file, file_name=upload.name, actor=request.user
+                campaign_id=campaign.pk,
+                file=upload.file,
+                # A client names the file: no NUL or control character reaches the database.
+                file_name="".join(ch for ch in (upload.name or "") if ch.isprintable()),
+                actor=request.user,
             )
         except CsvImportError as exc:
-            return Response(
-                {"file": [exc.message], "errors": exc.errors, "error_count": exc.error_count},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            return _upload_refused([exc.message], errors=exc.errors, error_count=exc.error_count or 1)
         return Response(result, status=status.HTTP_201_CREATED)
 
 

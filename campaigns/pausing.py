@@ -113,12 +113,16 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
 
 
 @receiver(queue_counts_requested, dispatch_uid="campaigns.pausing.queue_counts")
-def queue_counts(sender, **kwargs) -> dict[str, int]:
-    counts = Campaign.objects.aggregate(
+def queue_counts(sender, organization_ids=None, **kwargs) -> dict[str, int]:
+    campaigns, jobs = Campaign.objects.all(), Job.objects.active()
+    if organization_ids is not None:  # a member reads only their own organizations' counts
+        campaigns = campaigns.filter(organization_id__in=organization_ids)
+        jobs = jobs.filter(campaign__organization_id__in=organization_ids)
+    counts = campaigns.aggregate(
         running_campaigns=Count("pk", filter=Q(status=CampaignStatus.RUNNING)),
         paused_campaigns=Count("pk", filter=Q(status=CampaignStatus.PAUSED)),
     )
-    counts |= Job.objects.active().aggregate(
+    counts |= jobs.aggregate(
         pending_jobs=Count("pk", filter=Q(status=JobStatus.PENDING)),
         processing_jobs=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
         paused_jobs=Count("pk", filter=Q(status=JobStatus.PAUSED)),

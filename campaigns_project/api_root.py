@@ -56,8 +56,8 @@ class ApiRootView(APIView):
                 "queue-management/circuit-breakers/{service}/reset": url("circuit-breaker-reset", service="{service}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
-                "webhooks/generic": url("webhook", provider="generic"),
-                "webhooks/instantly": url("webhook", provider="instantly"),
+                "webhooks/generic": url("webhook-generic"),
+                "webhooks/instantly": url("webhook-instantly"),
                 "schema": url("schema"),
                 "docs": url("api-docs"),
             }

@@ -11,6 +11,7 @@ test suite never reads it.
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +39,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    "campaigns_project.apps.ProjectConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
+    "axes",
     "integrations",
     "queue_control",
     "campaigns",
@@ -57,6 +60,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every error under /api/ leaves as JSON, whichever layer below produced it.
+    "campaigns_project.middleware.ApiJSONErrorsMiddleware",
+    "campaigns_project.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "campaigns_project.urls"
@@ -107,6 +115,12 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key the app writes starts with this, so reset_state can delete exactly the app's keys.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", f"{INSTALLATION_ID}:")
 
+# django-axes first: a locked-out address or user is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -129,17 +143,31 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The handler has the level too: records that propagate from Django's own loggers (a 4xx is a
+    # django.request WARNING) skip the root logger's level check.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": env_str("LOG_LEVEL", "INFO")}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
 # --- API ---------------------------------------------------------------------------------------
+# Requests whose path and query string together are longer get a 414 from the app, in JSON;
+# gunicorn.conf.py lets request lines up to 8190 bytes reach it.
+MAX_REQUEST_URI_LENGTH = env_int("MAX_REQUEST_URI_LENGTH", 4096, minimum=256)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "campaigns_project.authentication.FailedAuthLockout",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "campaigns_project.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
@@ -147,15 +175,24 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "campaigns_project.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "campaigns_project.schema.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "campaigns_project.throttling.UserRateThrottle",
+        "campaigns_project.throttling.AnonRateThrottle",
+        "campaigns_project.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("API_THROTTLE_USER", "6000/min"),
         "anon": env_str("API_THROTTLE_ANON", "120/min"),
+        # 401s per client address; over it, the address is refused before its credentials are read.
+        "auth_failure": env_str("API_THROTTLE_AUTH_FAILURES", "30/min"),
+        # Test sends per user: each one renders and mails a message.
+        "test_send": env_str("API_THROTTLE_TEST_SEND", "10/min"),
+        "tracking_webhook": env_str("API_THROTTLE_WEBHOOK", "3000/min"),
     },
+    # How many proxies of ours stand in front of gunicorn and append to X-Forwarded-For. 0: the
+    # header is ignored, REMOTE_ADDR is the client (see campaigns_project/net.py).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
     "EXCEPTION_HANDLER": "campaigns_project.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -168,7 +205,31 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # FailedAuthLockout authenticates nobody: it is no security scheme.
+    "AUTHENTICATION_WHITELIST": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Request bodies refuse unknown fields (campaigns_project.serializers): the schema says so.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "campaigns_project.schema.refuse_additional_properties",
+    ],
 }
+
+# --- Admin login lockout (django-axes) --------------------------------------------------------
+# Failures are kept in the database (AccessAttempt, readable and resettable in the admin, and they
+# survive a Redis restart); a lockout lasts AXES_COOLOFF_MINUTES and a success clears the count.
+# The lock is on the pair (username, address): an attacker cannot lock the real admin out from
+# elsewhere, and one address cannot keep guessing one account.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_CLIENT_IP_CALLABLE = "campaigns_project.net.client_ip"
+AXES_LOCKOUT_CALLABLE = "campaigns_project.throttling.admin_lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful logins need no row each; failures are what we keep
 
 # Throttle counters live in Redis so every web process shares them.
 CACHES = {
@@ -341,4 +402,25 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20, minimum=1)
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "campaigns@example.com")
-WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", "development-webhook-secret" if (DEBUG or TESTING) else "")
+
+# --- Provider webhooks (tracking/webhooks.py: one verifier per provider) ------------------------
+# WEBHOOK_SECRET_<PROVIDER> overrides WEBHOOK_SECRET for one provider. With DEBUG off every provider
+# needs one, of at least 16 characters; with DEBUG on there is no default either: a webhook with
+# no secret configured is refused (401), so no public default can ever authenticate anything.
+WEBHOOK_PROVIDERS = ("generic", "instantly")
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET")
+WEBHOOK_SECRETS = {p: env_str(f"WEBHOOK_SECRET_{p.upper()}", WEBHOOK_SECRET) for p in WEBHOOK_PROVIDERS}
+if not (DEBUG or TESTING):
+    _weak = [p for p, secret in WEBHOOK_SECRETS.items() if len(secret) < 16]
+    if _weak:
+        raise ImproperlyConfigured(
+            "WEBHOOK_SECRET (or WEBHOOK_SECRET_<PROVIDER>) of at least 16 characters is required when "
+            f"DEBUG is off; missing or too short for: {', '.join(_weak)}"
+        )
+# How far a signed timestamp may be from our clock (seconds): a captured request is refused once
+# it is older than this, and the event ids recorded meanwhile refuse its replays within it.
+WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
+# Event times a provider reports are accepted within this window around now; outside it the
+# event is recorded at the time received, and the answer says so.
+EVENT_TIME_MAX_AGE_DAYS = env_int("EVENT_TIME_MAX_AGE_DAYS", 30, minimum=1)
+EVENT_TIME_MAX_AHEAD_SECONDS = env_int("EVENT_TIME_MAX_AHEAD_SECONDS", 3600, minimum=0)

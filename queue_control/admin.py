@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,6 +13,7 @@ from campaigns_project.errors import ApplicationError
 
 from . import selectors, services
 from .models import QueueEvent
+from .permissions import DENIED, user_can_operate_queue
 
 
 @admin.register(QueueEvent)
@@ -29,17 +31,32 @@ def _back() -> HttpResponseRedirect:
 
 
 def queue_control_view(request: HttpRequest) -> HttpResponse:
-    status = selectors.queue_status()
+    status = selectors.queue_status()  # the admin is the platform's: every organization's counts
     context = {
         **admin.site.each_context(request),
         "title": "Queue control",
         "status": status,
+        "can_operate_queue": user_can_operate_queue(request.user),
         "history": selectors.queue_history(limit=25),
     }
     return TemplateResponse(request, "queue_control/admin/queue_control.html", context)
 
 
+def _require_queue_operator(view):
+    """The admin's buttons obey the same rule as the API (queue_control.permissions)."""
+
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not user_can_operate_queue(request.user):
+            raise PermissionDenied(DENIED)
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = wrapped.__qualname__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
 @require_POST
+@_require_queue_operator
 def queue_pause_view(request: HttpRequest) -> HttpResponse:
     reason = request.POST.get("reason", "").strip()[:500]
     if reason.startswith("breaker:"):  # as in the API: an operator's pause must not pose as a breaker's
@@ -60,6 +77,7 @@ def queue_pause_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@_require_queue_operator
 def queue_resume_view(request: HttpRequest) -> HttpResponse:
     try:
         services.queue_resume(actor=request.user)
@@ -71,6 +89,7 @@ def queue_resume_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@_require_queue_operator
 def breaker_reset_view(request: HttpRequest, service: str) -> HttpResponse:
     if service not in settings.SERVICES:
         raise Http404(f"No circuit breaker {service!r}")

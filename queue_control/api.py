@@ -7,23 +7,22 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from campaigns_project import serializers as strict
+
 from . import selectors, services
 from .breakers import CLOSED, OPEN, UNKNOWN
+from .permissions import DENIED, organization_ids_visible_to, user_can_operate_queue
 
 TAGS = ["queue-management"]
 
 
-class CanControlQueue(permissions.BasePermission):
-    """Anyone signed in reads; staff and organization owners or operators change the queue."""
+class CanOperateQueue(permissions.BasePermission):
+    """Anyone signed in reads the state; only the platform changes it (queue_control.permissions)."""
 
-    message = "Only staff, owners and operators may change the queue."
+    message = DENIED
 
     def has_permission(self, request, view) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        user = request.user
-        # Through the reverse relation, so queue_control does not import campaigns.
-        return bool(user.is_staff or user.memberships.filter(role__in=("owner", "operator")).exists())
+        return request.method in permissions.SAFE_METHODS or user_can_operate_queue(request.user)
 
 
 class BreakerSerializer(serializers.Serializer):
@@ -49,11 +48,13 @@ class QueueStatusSerializer(serializers.Serializer):
     breakers = BreakerSerializer(many=True)
     counts = serializers.DictField(
         child=serializers.IntegerField(),
-        help_text="running_campaigns, paused_campaigns, pending_jobs, processing_jobs, paused_jobs.",
+        help_text="running_campaigns, paused_campaigns, pending_jobs, processing_jobs, paused_jobs: of every "
+        "organization for the platform (staff, queue_control.operate_queue), of your own organizations otherwise.",
     )
+    counts_scope = serializers.ChoiceField(choices=["all", "your organizations"])
 
 
-class PauseSerializer(serializers.Serializer):
+class PauseSerializer(strict.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, trim_whitespace=True)
 
     def validate_reason(self, value: str) -> str:
@@ -72,27 +73,36 @@ ResumeRefused = OpenApiResponse(
 )
 
 
-def _status_response() -> Response:
-    return Response(QueueStatusSerializer(selectors.queue_status()).data)
+def _status_response(request) -> Response:
+    status = selectors.queue_status(organization_ids=organization_ids_visible_to(request.user))
+    return Response(QueueStatusSerializer(status).data)
+
+
+class NoBodySerializer(strict.Serializer):
+    """No fields; any field sent is refused."""
 
 
 class QueueView(APIView):
-    permission_classes = [permissions.IsAuthenticated, CanControlQueue]
+    permission_classes = [permissions.IsAuthenticated, CanOperateQueue]
 
 
 class QueueStatusView(QueueView):
     @extend_schema(responses=QueueStatusSerializer, operation_id="queue_status", tags=TAGS)
     def get(self, request):
-        return _status_response()
+        """The queue latch, every circuit breaker, whether a resume is possible, and how much work is
+        running and paused: everywhere for the platform, in your own organizations otherwise."""
+        return _status_response(request)
 
 
 class QueuePauseView(QueueView):
     @extend_schema(request=PauseSerializer, responses=QueueStatusSerializer, operation_id="queue_pause", tags=TAGS)
     def post(self, request):
+        """Pause the queue for every organization: running campaigns and their pending and processing
+        jobs are paused, and nothing resumes by itself. Platform permission only."""
         body = PauseSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         services.queue_pause(reason=body.validated_data.get("reason", ""), actor=request.user)
-        return _status_response()
+        return _status_response(request)
 
 
 class QueueResumeView(QueueView):
@@ -103,13 +113,18 @@ class QueueResumeView(QueueView):
         tags=TAGS,
     )
     def post(self, request):
+        """Resume the queue: campaigns paused by the queue, a breaker or a job run again and their
+        paused jobs are re-enqueued; campaigns paused by hand stay paused. Refused (409) while any
+        breaker is not closed. Platform permission only."""
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         services.queue_resume(actor=request.user)
-        return _status_response()
+        return _status_response(request)
 
 
 class BreakerListView(QueueView):
     @extend_schema(responses=BreakerSerializer(many=True), operation_id="circuit_breakers_list", tags=TAGS)
     def get(self, request):
+        """Every service's circuit breaker: state, failures in the window, threshold, when it opened and why."""
         return Response(BreakerSerializer(selectors.breakers_status(), many=True).data)
 
 
@@ -121,6 +136,9 @@ class BreakerResetView(QueueView):
         tags=TAGS,
     )
     def post(self, request, service: str):
+        """Close one service's breaker (failure count 0). Nothing else changes: the queue and its
+        campaigns stay paused until a queue resume. Platform permission only."""
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         if service not in settings.SERVICES:
             raise NotFound(f"No circuit breaker {service!r}; known: {', '.join(settings.SERVICES)}.")
         return Response(BreakerSerializer(services.breaker_reset(service=service, actor=request.user)).data)

@@ -20,6 +20,8 @@ class QueueState(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="queuestate_single_row")]
+        # Granted by an admin to a non-staff user who may operate the platform's queue.
+        permissions = [("operate_queue", "Can pause and resume the queue and reset circuit breakers")]
 
     def __str__(self) -> str:
         return f"queue {self.state}" + (f" ({self.reason})" if self.reason else "")

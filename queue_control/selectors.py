@@ -86,10 +86,11 @@ def open_breakers() -> list[str]:
     return list(breakers_not_closed())
 
 
-def queue_counts() -> dict[str, int]:
-    """Counts for the status page, from the apps above (queue_control does not know their models)."""
+def queue_counts(*, organization_ids: list | None = None) -> dict[str, int]:
+    """Counts for the status page, from the apps above (queue_control does not know their models):
+    of every organization (None, for the platform), or of these organizations only."""
     counts: dict[str, int] = {}
-    for _receiver, response in queue_counts_requested.send(sender=QueueState):
+    for _receiver, response in queue_counts_requested.send(sender=QueueState, organization_ids=organization_ids):
         counts.update(response or {})
     return counts
 
@@ -98,9 +99,10 @@ def queue_history(*, limit: int = 50) -> QuerySet[QueueEvent]:
     return QueueEvent.objects.select_related("actor").order_by("-created_at", "-id")[:limit]
 
 
-def queue_status() -> dict:
+def queue_status(*, organization_ids: list | None = None) -> dict:
     """Everything an operator needs to decide: the latch, who set it and why, every breaker,
-    whether resume is possible, and how much work is paused."""
+    whether resume is possible, and how much work is paused (everywhere, or in the organizations
+    given: see permissions.organization_ids_visible_to)."""
     latch = QueueState.get()
     breaker_list = breakers_status()
     blocking = [b["service"] for b in breaker_list if b["state"] != CLOSED]
@@ -113,5 +115,6 @@ def queue_status() -> dict:
         "can_resume": not blocking,
         "open_breakers": blocking,
         "breakers": breaker_list,
-        "counts": queue_counts(),
+        "counts": queue_counts(organization_ids=organization_ids),
+        "counts_scope": "all" if organization_ids is None else "your organizations",
     }

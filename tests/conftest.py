@@ -81,6 +81,12 @@ def charlie_client(charlie):
 
 
 @pytest.fixture
+def platform_client(staff):
+    """Staff: the platform, who may pause and resume the queue and reset breakers."""
+    return _client_for(staff)
+
+
+@pytest.fixture
 def anon_client():
     return APIClient()
 

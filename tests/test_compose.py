@@ -23,7 +23,7 @@ def compose_config(**env):
 
 
 def test_the_compose_file_is_valid_and_has_the_production_shape():
-    result = compose_config(SECRET_KEY="test")
+    result = compose_config(SECRET_KEY="test", WEBHOOK_SECRET="a-webhook-secret-of-16+")
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
@@ -36,6 +36,12 @@ def test_the_compose_file_is_valid_and_has_the_production_shape():
 
 
 def test_the_compose_file_refuses_to_start_without_a_secret_key():
-    result = compose_config()
+    result = compose_config(WEBHOOK_SECRET="a-webhook-secret-of-16+")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_the_compose_file_refuses_to_start_without_a_webhook_secret():
+    result = compose_config(SECRET_KEY="test")
+    assert result.returncode != 0
+    assert "WEBHOOK_SECRET" in result.stderr

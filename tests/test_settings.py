@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_settings(**env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "TESTING", "SECRET_KEY", "DATABASE_URL")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DEBUG", "TESTING", "SECRET_KEY", "DATABASE_URL") and not k.startswith("WEBHOOK_SECRET")
+    }
     # Not the checkout's .run/env, which a `make run` here may have written (DEBUG=true, a key).
     clean["ENV_FILE"] = str(ROOT / ".run" / "no-such-env-file")
     return subprocess.run(
@@ -33,8 +37,11 @@ def test_debug_is_off_by_default_and_then_a_secret_key_is_required():
     assert "SECRET_KEY is required when DEBUG is off" in result.stderr
 
 
-def test_production_settings_load_with_a_secret_key():
-    result = load_settings(SECRET_KEY="s3cret", DATABASE_URL="postgres://u@db:5432/x")
+WEBHOOK = "a-webhook-secret-of-16+"
+
+
+def test_production_settings_load_with_a_secret_key_and_a_webhook_secret():
+    result = load_settings(SECRET_KEY="s3cret", WEBHOOK_SECRET=WEBHOOK, DATABASE_URL="postgres://u@db:5432/x")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "django.db.backends.postgresql"]
 
@@ -43,6 +50,37 @@ def test_the_embedded_default_is_debug_on_sqlite():
     result = load_settings(DEBUG="true")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "django.db.backends.sqlite3"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"WEBHOOK_SECRET": "short"},
+        {"WEBHOOK_SECRET_GENERIC": WEBHOOK},  # instantly still has none
+    ],
+)
+def test_production_refuses_to_start_without_a_webhook_secret_for_every_provider(env):
+    result = load_settings(SECRET_KEY="s3cret", **env)
+    assert result.returncode != 0
+    assert "WEBHOOK_SECRET" in result.stderr and "required when DEBUG is off" in result.stderr
+
+
+def test_per_provider_webhook_secrets_suffice_in_production():
+    result = load_settings(SECRET_KEY="s3cret", WEBHOOK_SECRET_GENERIC=WEBHOOK, WEBHOOK_SECRET_INSTANTLY=WEBHOOK + "x")
+    assert result.returncode == 0, result.stderr
+
+
+def test_with_debug_on_there_is_no_public_default_webhook_secret():
+    result = subprocess.run(
+        [sys.executable, "-c", "import campaigns_project.settings as s; print(s.WEBHOOK_SECRETS)"],
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("WEBHOOK", "TESTING"))}, "DEBUG": "true"},
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'generic': '', 'instantly': ''}"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +94,6 @@ def test_the_embedded_default_is_debug_on_sqlite():
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(name, value, message):
-    result = load_settings(SECRET_KEY="x", **{name: value})
+    result = load_settings(SECRET_KEY="x", WEBHOOK_SECRET=WEBHOOK, **{name: value})
     assert result.returncode != 0
     assert message in result.stderr

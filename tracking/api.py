@@ -4,8 +4,6 @@ Views are thin: every campaign is looked up through campaigns.selectors (another
 campaign is a 404), writes need an owner or operator role, and the work is one service or selector.
 """
 
-import json
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -15,16 +13,19 @@ from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from campaigns.selectors import campaign_get_for_user, user_can_operate
+from campaigns_project import serializers as strict
+from campaigns_project.datetimes import event_time_refusal
+from campaigns_project.parsers import JSONInputError, as_api_error, json_loads
+from campaigns_project.throttling import ScopedRateThrottle
 from integrations.errors import ProviderError
 
 from . import selectors, services, webhooks
 from .models import EmailEvent, Link, Recipient
 from .sending import campaign_send_test
-from .states import RecipientStatus
+from .states import EventType, RecipientStatus
 
 OPERATE_DENIED = "Your role in this organization does not allow changes."
 
@@ -36,7 +37,7 @@ def _campaign(request, campaign_id, *, write: bool = False):
     return campaign
 
 
-class RecipientSerializer(serializers.ModelSerializer):
+class RecipientSerializer(strict.ModelSerializer):
     class Meta:
         model = Recipient
         fields = [
@@ -56,7 +57,7 @@ class RecipientSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RecipientsAddSerializer(serializers.Serializer):
+class RecipientsAddSerializer(strict.Serializer):
     emails = serializers.ListField(
         child=serializers.CharField(max_length=254, trim_whitespace=True, allow_blank=True),
         required=False,
@@ -91,7 +92,10 @@ RecipientsAddResult = inline_serializer(
 
 
 class RecipientListView(GenericAPIView):
+    """A campaign's recipients (filtered by status, searched by address), or add some."""
+
     serializer_class = RecipientSerializer
+    queryset = Recipient.objects.none()  # the schema's model; get() scopes to the campaign
 
     @extend_schema(
         parameters=[
@@ -101,6 +105,7 @@ class RecipientListView(GenericAPIView):
         responses=RecipientSerializer(many=True),
     )
     def get(self, request, campaign_id):
+        """The campaign's recipients, paginated, filtered by status and searched by address."""
         campaign = _campaign(request, campaign_id)
         statuses = request.query_params.getlist("status")
         bad = sorted(set(statuses) - set(RecipientStatus.values))
@@ -114,6 +119,8 @@ class RecipientListView(GenericAPIView):
 
     @extend_schema(request=RecipientsAddSerializer, responses={201: RecipientsAddResult})
     def post(self, request, campaign_id):
+        """Add recipients by address or from the campaign's leads; duplicates, suppressed addresses
+        and leads that failed verification are skipped and counted. Refused (409) once final."""
         campaign = _campaign(request, campaign_id, write=True)
         serializer = RecipientsAddSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -124,6 +131,7 @@ class RecipientListView(GenericAPIView):
 class RecipientDetailView(APIView):
     @extend_schema(responses=RecipientSerializer)
     def get(self, request, campaign_id, recipient_id):
+        """One recipient of the campaign: status, message id, when it was sent, first opened and clicked."""
         campaign = _campaign(request, campaign_id)
         recipient = campaign.recipients.filter(pk=recipient_id).first()
         if recipient is None:
@@ -132,6 +140,7 @@ class RecipientDetailView(APIView):
 
     @extend_schema(responses={204: None, 409: OpenApiResponse(description="Only pending recipients can go.")})
     def delete(self, request, campaign_id, recipient_id):
+        """Remove a recipient nothing was sent to (pending only; 409 otherwise)."""
         campaign = _campaign(request, campaign_id, write=True)
         try:
             services.recipient_delete(campaign=campaign, recipient_id=recipient_id, actor=request.user)
@@ -145,11 +154,16 @@ class ServiceUnavailable(APIException):
     default_detail = "The mail server is unavailable."
 
 
-class TestSendSerializer(serializers.Serializer):
+class TestSendSerializer(strict.Serializer):
     email = serializers.EmailField()
 
 
 class TestSendView(APIView):
+    """Render the campaign for a sample lead and mail it to one address, as a real send would be.
+    Rate-limited per user (the `test_send` rate): each one renders and sends a message."""
+
+    throttle_scope = "test_send"
+
     @extend_schema(
         request=TestSendSerializer,
         responses={200: inline_serializer("TestSendResult", {"message_id": serializers.CharField()})},
@@ -166,12 +180,18 @@ class TestSendView(APIView):
 
 
 class StatsView(APIView):
+    """Sent, delivered, opens and clicks (unique and total, human and raw), bounces, complaints,
+    unsubscribes, replies and rates, from the campaign's counters."""
+
     @extend_schema(responses=inline_serializer("CampaignStats", {"sent": serializers.IntegerField()}))
     def get(self, request, campaign_id):
         return Response(selectors.campaign_stats(campaign=_campaign(request, campaign_id)))
 
 
 class AnalyticsView(APIView):
+    """Events per hour (48 h) and per day (30 days), the top links, and Instantly's own figures for
+    a campaign on that channel."""
+
     @extend_schema(responses=inline_serializer("CampaignAnalytics", {"hourly": serializers.ListField()}))
     def get(self, request, campaign_id):
         return Response(selectors.campaign_analytics(campaign=_campaign(request, campaign_id)))
@@ -180,8 +200,8 @@ class AnalyticsView(APIView):
 # --- Events of one recipient -------------------------------------------------------------------
 
 
-class EmailEventSerializer(serializers.ModelSerializer):
-    url = serializers.CharField(source="link.url", default=None, read_only=True)
+class EmailEventSerializer(strict.ModelSerializer):
+    url = serializers.CharField(source="link.url", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = EmailEvent
@@ -189,11 +209,19 @@ class EmailEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EventBodySerializer(serializers.Serializer):
-    occurred_at = serializers.DateTimeField(required=False)
+class EventBodySerializer(strict.Serializer):
+    occurred_at = strict.DateTimeField(
+        required=False, help_text="When it happened (default: now); within the last 30 days, at most 1 hour ahead."
+    )
     link_id = serializers.IntegerField(required=False, min_value=1)
     user_agent = serializers.CharField(required=False, allow_blank=True, max_length=512)
     is_machine = serializers.BooleanField(required=False, default=False)
+
+    def validate_occurred_at(self, value):
+        refusal = event_time_refusal(value)
+        if refusal:
+            raise serializers.ValidationError(refusal)
+        return value
 
 
 def _recipient(request, recipient_id, *, write: bool = False) -> Recipient:
@@ -230,8 +258,12 @@ class RecipientEventCreateView(APIView):
 
 
 class RecipientEventListView(GenericAPIView):
-    serializer_class = EmailEventSerializer
+    """Every event of one recipient, newest first."""
 
+    serializer_class = EmailEventSerializer
+    queryset = EmailEvent.objects.none()  # the schema's model; get() scopes to the recipient
+
+    @extend_schema(responses=EmailEventSerializer(many=True))  # paginated, as the answer is
     def get(self, request, recipient_id):
         recipient = _recipient(request, recipient_id)
         page = self.paginate_queryset(selectors.recipient_events(recipient=recipient))
@@ -241,42 +273,139 @@ class RecipientEventListView(GenericAPIView):
 # --- Webhooks ----------------------------------------------------------------------------------
 
 
-class WebhookThrottle(SimpleRateThrottle):
-    """Per source address; generous, since a provider posts bursts after a campaign goes out."""
-
-    scope = "tracking_webhook"
-    rate = "3000/min"
+class WebhookThrottle(ScopedRateThrottle):
+    """Per source address (`tracking_webhook` rate); generous, since a provider posts bursts after
+    a campaign goes out."""
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-WEBHOOK_PARSERS = {"generic", "instantly"}
+class GenericWebhookSerializer(serializers.Serializer):
+    """Our own event format (schema only: parsed by tracking.webhooks.parse_generic)."""
+
+    event_id = serializers.CharField(max_length=255, required=False, help_text="Default: the webhook-id header.")
+    type = serializers.ChoiceField(choices=[*EventType.values, *webhooks.GENERIC_TYPE_ALIASES])
+    message_id = serializers.CharField(required=False, help_text="The Message-ID we sent (or give `token`).")
+    token = serializers.CharField(required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+    link_id = serializers.IntegerField(required=False)
+    user_agent = serializers.CharField(required=False, allow_blank=True)
+    is_machine = serializers.BooleanField(required=False)
+    bounce_type = serializers.ChoiceField(choices=["hard", "soft"], required=False)
+
+
+class InstantlyWebhookSerializer(serializers.Serializer):
+    """Instantly's event payload (schema only), read tolerantly; other keys may come too."""
+
+    event_type = serializers.CharField()
+    timestamp = serializers.DateTimeField(help_text="When the event occurred; must be within the tolerance window.")
+    campaign_id = serializers.CharField()
+    lead_email = serializers.CharField()
+
+
+WebhookAnswer = inline_serializer(
+    "WebhookAnswer",
+    {
+        "recorded": serializers.BooleanField(),
+        "event_id": serializers.IntegerField(required=False),
+        "occurred_at": serializers.DateTimeField(required=False),
+        "reason": serializers.CharField(required=False, help_text="Why nothing was recorded."),
+        "notes": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="E.g. an event time outside the window."
+        ),
+    },
+)
+WEBHOOK_HEADERS = [
+    OpenApiParameter(name, str, OpenApiParameter.HEADER, required=False, description=text)
+    for name, text in (
+        ("webhook-id", "generic: the message id (Standard Webhooks)."),
+        ("webhook-timestamp", "generic: Unix seconds; refused outside WEBHOOK_TOLERANCE_SECONDS."),
+        ("webhook-signature", "generic: `v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated."),
+        ("Authorization", "instantly: `Bearer <WEBHOOK_SECRET_INSTANTLY>` (set in the webhook's headers)."),
+    )
+]
+
+
+class WebhookUnauthorized(APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "The webhook is not authentic."
 
 
 class WebhookView(APIView):
-    """Signed provider webhooks. No session or token: the HMAC of the raw body is the credential,
-    so CSRF does not apply (DRF enforces CSRF only for session authentication)."""
+    """A provider's webhook, authenticated by that provider's scheme (tracking.webhooks,
+    docs/security.md) and recorded as an email event. No session or token: the signature or the
+    shared secret is the credential, so CSRF does not apply. Replays are no-ops; an event time
+    outside the accepted window is recorded at the time received, with a note."""
 
+    provider = ""
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
     throttle_classes = [WebhookThrottle]
+    throttle_scope = "tracking_webhook"
 
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="recorded or ignored")})
-    def post(self, request, provider):
-        if provider not in WEBHOOK_PARSERS:
-            raise Http404("Unknown provider.")
+    def get_authenticate_header(self, request):
+        return "Webhook-Signature" if self.provider == "generic" else "Bearer"
+
+    def post(self, request):
+        verifier = webhooks.VERIFIERS[self.provider]
         body = request.body
-        if not webhooks.signature_valid(body=body, header=request.headers.get(webhooks.SIGNATURE_HEADER, "")):
-            raise PermissionDenied("Missing or invalid signature.")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise serializers.ValidationError({"body": ["Not valid JSON."]})
+            webhook_id = verifier.verify(headers=request.headers, body=body)
+            data = json_loads(body)
+        except webhooks.WebhookRefused as exc:
+            raise WebhookUnauthorized(str(exc))
+        except JSONInputError as exc:
+            raise as_api_error(exc)
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": ["Expected a JSON object."]})
-        event = webhooks.parse_generic(data) if provider == "generic" else webhooks.parse_instantly(data, body=body)
+        if self.provider == "generic":
+            event = webhooks.parse_generic(data, webhook_id=webhook_id)
+        else:
+            try:
+                verifier.verify_fresh(data)
+            except webhooks.WebhookRefused as exc:
+                raise WebhookUnauthorized(str(exc))
+            event = webhooks.parse_instantly(data, body=body)
         if event is None:
             return Response({"recorded": False, "reason": "event type not tracked"})
         with transaction.atomic():
-            return Response(webhooks.webhook_ingest(provider=provider, event=event))
+            return Response(webhooks.webhook_ingest(provider=self.provider, event=event))
+
+
+def _webhook_schema(body, headers: list, refused: str):
+    return extend_schema(
+        request={"application/json": body},
+        parameters=headers,
+        responses={200: WebhookAnswer, 401: OpenApiResponse(description=refused)},
+    )
+
+
+class GenericWebhookView(WebhookView):
+    """Our own signed event format (Standard Webhooks: webhook-id, webhook-timestamp,
+    webhook-signature), for relays and tools we control. Recorded once per event id."""
+
+    provider = "generic"
+
+    @_webhook_schema(
+        GenericWebhookSerializer,
+        WEBHOOK_HEADERS[:3],
+        "Missing or wrong signature, or a timestamp outside the tolerance window.",
+    )
+    def post(self, request):
+        return super().post(request)
+
+
+class InstantlyWebhookView(WebhookView):
+    """Instantly's event webhooks, authenticated by the `Authorization: Bearer` secret configured in
+    the Instantly webhook's headers and a payload timestamp within the tolerance window."""
+
+    provider = "instantly"
+
+    @_webhook_schema(
+        InstantlyWebhookSerializer,
+        WEBHOOK_HEADERS[3:],
+        "Missing or wrong shared secret, or a payload timestamp outside the tolerance window.",
+    )
+    def post(self, request):
+        return super().post(request)

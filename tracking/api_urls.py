@@ -25,5 +25,7 @@ urlpatterns = [
     re_path(r"^campaigns/(?P<campaign_id>[^/]+)/test/?$", api.TestSendView.as_view(), name="campaign-test-send"),
     re_path(r"^campaigns/(?P<campaign_id>[^/]+)/stats/?$", api.StatsView.as_view(), name="campaign-stats"),
     re_path(r"^campaigns/(?P<campaign_id>[^/]+)/analytics/?$", api.AnalyticsView.as_view(), name="campaign-analytics"),
-    re_path(r"^webhooks/(?P<provider>[a-z0-9_-]+)/?$", api.WebhookView.as_view(), name="webhook"),
+    # One route per provider, each with its own verifier and schema; any other provider is a 404.
+    re_path(r"^webhooks/generic/?$", api.GenericWebhookView.as_view(), name="webhook-generic"),
+    re_path(r"^webhooks/instantly/?$", api.InstantlyWebhookView.as_view(), name="webhook-instantly"),
 ]

@@ -47,6 +47,10 @@ FIRST_SEEN_FIELDS = {
     EventType.CLICK: ("first_clicked_at", "first_human_clicked_at"),
 }
 MAX_RECIPIENTS_PER_REQUEST = 10_000
+# Events a recipient can have only once from our own URLs: a second unsubscribe POST (a mail
+# client retrying, a person clicking twice) records nothing. Keyed by recipient, so the unique
+# (source, provider_event_id) constraint makes it hold under concurrent POSTs too.
+ONCE_PER_RECIPIENT = {EventType.UNSUBSCRIBE}
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +292,8 @@ def event_record(
         row = Recipient.objects.select_for_update().filter(**lookup).values("id", "campaign_id", *first_fields).first()
         if row is None:
             return None
+        if provider_event_id is None and type in ONCE_PER_RECIPIENT:
+            provider_event_id = f"{type}:{row['id']}"
         event = EmailEvent(
             recipient_id=row["id"],
             campaign_id=row["campaign_id"],

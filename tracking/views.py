@@ -16,6 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from redis import RedisError
 
+from campaigns_project.net import client_ip
+
 from . import services
 from .machine import is_machine_click, is_machine_request
 from .models import Link, Recipient
@@ -29,8 +31,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 def _client_ip(request) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-supplied unless a trusted proxy sets it.
-    return request.META.get("REMOTE_ADDR") or None
+    # X-Forwarded-For only as far as NUM_PROXIES trusted proxies set it (campaigns_project.net).
+    return client_ip(request)
 
 
 def _user_agent(request) -> str:

@@ -1,14 +1,30 @@
-"""Provider webhooks: signature check, one parser per provider, and the ingest into EmailEvent.
+"""Provider webhooks: one verifier per provider, one parser per provider, and the ingest into
+EmailEvent.
 
-Every provider signs the raw body with HMAC-SHA256 and settings.WEBHOOK_SECRET, sent as
-`X-Signature: sha256=<hex>`. A parser turns a payload into a `WebhookEvent`; `webhook_ingest`
-finds the recipient and records the event through services.event_record, whose unique
-(source, provider_event_id) constraint makes a replayed event a no-op.
+Each provider is authenticated the way it can be (docs/security.md):
+
+- `generic` (our own format, for relays and tools we control) follows the Standard Webhooks
+  specification: `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`
+  (`v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<raw body>">`, several separated by spaces while a
+  secret is rotated). A timestamp further than WEBHOOK_TOLERANCE_SECONDS from our clock is refused,
+  so a captured request cannot be replayed later; within the window, the event id makes a replay
+  a no-op.
+- `instantly` does not sign its deliveries; its webhook settings send the headers you give them,
+  so the secret travels as `Authorization: Bearer <secret>` (compared in constant time), and the
+  payload's own `timestamp` must lie within the same tolerance (Instantly retries within 30 s).
+
+A parser turns a payload into a `WebhookEvent`; `webhook_ingest` finds the recipient and records
+the event through services.event_record, whose unique (source, provider_event_id) constraint
+makes a replayed event a no-op. Event times outside a sane window around now are recorded at the
+time received, and the answer says so (campaigns_project.datetimes.event_time_accept).
 """
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,27 +34,101 @@ from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from campaigns.models import Campaign
+from campaigns_project.datetimes import event_time_accept
 
 from . import services
 from .models import Link, Recipient
 from .states import EventType, RecipientStatus
 
-SIGNATURE_HEADER = "X-Signature"
+
+class WebhookRefused(Exception):
+    """The request is not authentic (or no longer fresh): 401, nothing read further."""
 
 
-def signature_valid(*, body: bytes, header: str) -> bool:
-    """Constant-time comparison; no secret configured means nothing is accepted."""
-    secret = settings.WEBHOOK_SECRET
-    scheme, _, digest = header.strip().partition("=")
-    if not secret or scheme.lower() != "sha256" or not digest:
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, digest.strip().lower())
+def webhook_secret(provider: str) -> bytes:
+    """The provider's key. A Standard Webhooks secret (`whsec_<base64>`) is decoded as the spec says;
+    any other string is used as its UTF-8 bytes."""
+    secret = settings.WEBHOOK_SECRETS.get(provider, "")
+    if secret.startswith("whsec_"):
+        with contextlib.suppress(binascii.Error, ValueError):
+            return base64.b64decode(secret[len("whsec_") :] + "==")
+    return secret.encode()
 
 
-def sign(body: bytes) -> str:
-    """The header value a sender puts in X-Signature (used by tests and by our own tools)."""
-    return "sha256=" + hmac.new(settings.WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+def _fresh(timestamp: float, *, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    return abs(now - timestamp) <= settings.WEBHOOK_TOLERANCE_SECONDS
+
+
+class StandardWebhooksVerifier:
+    """`generic`: the Standard Webhooks scheme (signed id, timestamp and body)."""
+
+    provider = "generic"
+    headers = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+    def expected(self, *, key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
+        return hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+
+    def verify(self, *, headers, body: bytes) -> str:
+        """The verified webhook-id; raises WebhookRefused."""
+        key = webhook_secret(self.provider)
+        if not key:
+            raise WebhookRefused("No webhook secret is configured for this provider.")
+        msg_id, timestamp, signatures = (headers.get(name, "").strip() for name in self.headers)
+        if not (msg_id and timestamp and signatures):
+            raise WebhookRefused("Missing webhook-id, webhook-timestamp or webhook-signature.")
+        if not timestamp.isdigit() or len(timestamp) > 12:
+            raise WebhookRefused("webhook-timestamp must be Unix seconds.")
+        if not _fresh(int(timestamp)):
+            raise WebhookRefused("webhook-timestamp is outside the tolerance window.")
+        expected = self.expected(key=key, msg_id=msg_id, timestamp=timestamp, body=body)
+        for candidate in signatures.split():
+            version, _, encoded = candidate.partition(",")
+            if version != "v1":
+                continue
+            try:
+                given = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if hmac.compare_digest(expected, given):
+                return msg_id
+        raise WebhookRefused("No valid signature.")
+
+    def sign(self, *, body: bytes, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
+        """The headers a sender adds (our tests and tools, e.g. the fuzz harness)."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        digest = self.expected(key=webhook_secret(self.provider), msg_id=msg_id, timestamp=stamp, body=body)
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": stamp,
+            "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+        }
+
+
+class InstantlyVerifier:
+    """`instantly`: the shared secret it was configured to send, and a fresh payload timestamp."""
+
+    provider = "instantly"
+
+    def verify(self, *, headers, body: bytes) -> str:
+        key = webhook_secret(self.provider)
+        if not key:
+            raise WebhookRefused("No webhook secret is configured for this provider.")
+        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
+            raise WebhookRefused("Missing or wrong Authorization: Bearer secret.")
+        return ""
+
+    def verify_fresh(self, payload: dict) -> None:
+        raw = payload.get("timestamp")
+        stamp = parse_datetime(raw) if isinstance(raw, str) and len(raw) <= 64 else None
+        with contextlib.suppress(ValueError, OverflowError, AttributeError, TypeError):
+            if stamp is not None and stamp.tzinfo is not None and _fresh(stamp.timestamp()):
+                return
+        raise WebhookRefused("The payload's timestamp is missing or outside the tolerance window.")
+
+
+VERIFIERS = {"generic": StandardWebhooksVerifier(), "instantly": InstantlyVerifier()}
 
 
 @dataclass
@@ -69,7 +159,7 @@ def _when(value: str, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = parse_datetime(value)
+        parsed = parse_datetime(value) if len(value) <= 64 else None
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
@@ -82,11 +172,11 @@ def _when(value: str, name: str) -> datetime | None:
 GENERIC_TYPE_ALIASES = {"complaint": EventType.COMPLAIN, "unsubscribed": EventType.UNSUBSCRIBE, "bounced": "bounce"}
 
 
-def parse_generic(data: dict) -> WebhookEvent:
+def parse_generic(data: dict, *, webhook_id: str = "") -> WebhookEvent:
     """{event_id, type, message_id | token, occurred_at?, link_id?, user_agent?, is_machine?,
     bounce_type? (hard | soft: a soft bounce is recorded without suppressing)}."""
     errors = {}
-    event_id = _text(data, "event_id")
+    event_id = _text(data, "event_id") or webhook_id  # the signed webhook-id when the body has none
     if not event_id or len(event_id) > 255:
         errors["event_id"] = ["Required, at most 255 characters."]
     kind = _text(data, "type").lower()
@@ -187,13 +277,14 @@ def webhook_ingest(*, provider: str, event: WebhookEvent) -> dict:
     recipient = _recipient_for(provider, event)
     if recipient is None:
         return {"recorded": False, "reason": "unknown recipient"}
+    occurred_at, note = event_time_accept(event.occurred_at)
     link_id = event.link_id
     if link_id is not None and not Link.objects.filter(pk=link_id, campaign_id=recipient.campaign_id).exists():
         link_id = None  # a link of another campaign is not this click's link
     recorded = services.event_record(
         type=event.type,
         recipient_id=recipient.pk,
-        occurred_at=event.occurred_at,
+        occurred_at=occurred_at,
         is_machine=event.is_machine,
         link_id=link_id,
         user_agent=event.user_agent,
@@ -204,4 +295,7 @@ def webhook_ingest(*, provider: str, event: WebhookEvent) -> dict:
     )
     if recorded is None:
         return {"recorded": False, "reason": "duplicate event"}
-    return {"recorded": True, "event_id": recorded.pk}
+    answer = {"recorded": True, "event_id": recorded.pk, "occurred_at": occurred_at}
+    if note:
+        answer["notes"] = [note]
+    return answer

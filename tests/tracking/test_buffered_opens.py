@@ -16,7 +16,7 @@ from tests.factories import CampaignFactory
 from tracking import tasks
 from tracking.counters import counters_read
 from tracking.models import EmailEvent, Recipient
-from tracking.services import OPENS_CONNECTION_NAME, opens_drain, opens_pending
+from tracking.services import OPENS_CONNECTION_NAME, _opens_channel, opens_drain, opens_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,10 @@ def test_the_pixel_answers_the_gif_and_buffers_the_open_in_redis(client, recipie
 def test_the_pixels_one_way_connection_reconnects_after_losing_redis(client, recipients):
     open_(client, recipients[0])
     redis = get_redis()
-    [channel] = [c for c in redis.client_list() if c["name"] == OPENS_CONNECTION_NAME]
+    # This process's own one-way connection, by its socket's address: other checkouts sharing the
+    # Redis server have pixel connections of the same name.
+    host, port = _opens_channel().connection._sock.getsockname()[:2]
+    [channel] = [c for c in redis.client_list() if c["name"] == OPENS_CONNECTION_NAME and c["addr"] == f"{host}:{port}"]
     assert redis.llen(OPENS) == 1
 
     redis.client_kill_filter(_id=channel["id"])  # Redis restarted, or the connection dropped

@@ -7,6 +7,7 @@ from django.utils import timezone
 from redis import ConnectionError as RedisConnectionError
 
 from tests.factories import CampaignFactory, LeadFactory
+from tracking.counters import counters_read
 from tracking.models import EmailEvent, Link, Recipient, Suppression
 from tracking.services import opens_drain
 from tracking.views import PIXEL_GIF
@@ -203,6 +204,13 @@ def test_unsubscribing_twice_suppresses_once(client, recipient):
     assert Suppression.objects.count() == 1
     recipient.refresh_from_db()
     assert recipient.status == "unsubscribed"
+
+
+def test_repeated_unsubscribe_posts_record_one_unsubscribe_event(client, recipient):
+    for _ in range(3):
+        assert client.post(f"/t/u/{recipient.token}").status_code == 200
+    assert EmailEvent.objects.filter(recipient=recipient, type="unsubscribe").count() == 1
+    assert counters_read(campaign_id=recipient.campaign_id).get("event.unsubscribe") == 1
 
 
 def test_an_unknown_unsubscribe_token_is_a_404_page(client, recipient):

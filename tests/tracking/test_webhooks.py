@@ -1,21 +1,30 @@
+"""Provider webhooks: each provider authenticated its own way (tracking.webhooks), then parsed,
+deduplicated and recorded. `generic` is Standard Webhooks (signed id + timestamp + body);
+`instantly` is the Bearer secret its webhook settings send, with a fresh payload timestamp."""
+
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
+from standardwebhooks.webhooks import Webhook as ReferenceWebhook
 
 from tests.factories import CampaignFactory, LeadFactory
 from tracking.models import EmailEvent, Recipient, Suppression
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "test-webhook-secret"
+SECRET = "test-webhook-secret-0123456789"
 
 
 @pytest.fixture(autouse=True)
 def _secret(settings):
-    settings.WEBHOOK_SECRET = SECRET
+    settings.WEBHOOK_SECRETS = {"generic": SECRET, "instantly": SECRET}
 
 
 @pytest.fixture
@@ -31,26 +40,38 @@ def recipient(campaign):
     )
 
 
-def signed(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def standard_signature(body: bytes, *, msg_id="msg-1", timestamp=None, secret=SECRET) -> dict:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
 
 
-def post(client, provider_name: str, payload, *, signature: str | None = "auto"):
+def as_meta(headers: dict) -> dict:
+    return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+
+
+def post(client, provider_name: str, payload, *, headers: dict | None = None):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = {}
-    if signature == "auto":
-        headers["HTTP_X_SIGNATURE"] = signed(body)
-    elif signature is not None:
-        headers["HTTP_X_SIGNATURE"] = signature
-    return client.post(f"/api/v1/webhooks/{provider_name}/", body, content_type="application/json", **headers)
+    if headers is None:
+        headers = standard_signature(body) if provider_name == "generic" else {"Authorization": f"Bearer {SECRET}"}
+    return client.post(f"/api/v1/webhooks/{provider_name}/", body, content_type="application/json", **as_meta(headers))
 
 
 def generic(**fields) -> dict:
     return {"event_id": "evt-1", "type": "open", "message_id": "<abc.123@acme.example>", **fields}
 
 
+def recent(seconds_ago: int = 60) -> str:
+    return (timezone.now() - timezone.timedelta(seconds=seconds_ago)).isoformat()
+
+
 def test_a_signed_generic_event_is_recorded(provider, recipient):
-    response = post(provider, "generic", generic(occurred_at="2026-01-02T03:04:05Z", user_agent="Mail/1.0"))
+    occurred = recent()
+    response = post(provider, "generic", generic(occurred_at=occurred, user_agent="Mail/1.0"))
 
     assert response.status_code == 200 and response.json()["recorded"] is True
     event = EmailEvent.objects.get()
@@ -60,8 +81,32 @@ def test_a_signed_generic_event_is_recorded(provider, recipient):
         "evt-1",
         recipient.pk,
     )
-    assert event.occurred_at.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert event.occurred_at.isoformat() == timezone.datetime.fromisoformat(occurred).isoformat()
     assert event.payload["user_agent"] == "Mail/1.0"
+
+
+def test_the_generic_scheme_accepts_signatures_made_by_the_reference_standard_webhooks_library(provider, recipient):
+    """Interoperability: a sender using the Standard Webhooks library (base64 `whsec_` secret) is accepted."""
+    key = b"0123456789abcdef0123456789abcdef"
+    reference = ReferenceWebhook(key)
+    body = json.dumps(generic()).encode()
+    now = timezone.now()
+    headers = {
+        "webhook-id": "msg-ref",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": "v1,bogus v1," + reference.sign("msg-ref", now, body.decode()).split(",", 1)[1],
+    }
+    from django.conf import settings
+
+    settings.WEBHOOK_SECRETS = {**settings.WEBHOOK_SECRETS, "generic": "whsec_" + base64.b64encode(key).decode()}
+    response = post(provider, "generic", body, headers=headers)
+    assert response.status_code == 200 and response.json()["recorded"] is True
+
+
+def test_the_webhook_id_is_the_event_id_when_the_body_has_none(provider, recipient):
+    body = {"type": "click", "message_id": "<abc.123@acme.example>"}
+    assert post(provider, "generic", body).status_code == 200
+    assert EmailEvent.objects.get().provider_event_id == "msg-1"
 
 
 def test_a_recipient_is_found_by_message_id_without_brackets_or_by_token(provider, recipient):
@@ -70,31 +115,69 @@ def test_a_recipient_is_found_by_message_id_without_brackets_or_by_token(provide
     assert EmailEvent.objects.filter(recipient=recipient).count() == 2
 
 
+BODY = json.dumps(generic(type="bounce")).encode()
+
+
 @pytest.mark.parametrize(
-    "signature",
+    "headers",
     [
-        None,  # missing
-        "",
-        "sha256=" + "0" * 64,
-        "sha1=abc",
-        "sha256=",
-        signed(b"another body"),
-        signed(json.dumps(generic()).encode(), secret="wrong-secret"),
+        {},  # nothing
+        {"X-Signature": "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()},  # the old scheme
+        {**standard_signature(BODY), "webhook-signature": ""},
+        {**standard_signature(BODY), "webhook-signature": "v1,not base64!"},
+        {**standard_signature(BODY), "webhook-signature": "v2," + base64.b64encode(b"x" * 32).decode()},
+        {**standard_signature(BODY), "webhook-signature": "garbage-without-comma"},
+        {**standard_signature(BODY), "webhook-id": "another-id"},  # the id is signed
+        {**standard_signature(BODY), "webhook-timestamp": "soon"},
+        {**standard_signature(BODY), "webhook-timestamp": "9" * 40},
+        standard_signature(BODY, secret="wrong-secret"),
+        standard_signature(b"another body"),
     ],
 )
-def test_a_bad_or_missing_signature_is_a_403_and_writes_nothing(provider, recipient, signature):
-    response = post(provider, "generic", generic(type="bounce"), signature=signature)
-    assert response.status_code == 403
+def test_a_bad_or_missing_signature_is_a_401_and_writes_nothing(provider, recipient, headers):
+    response = post(provider, "generic", BODY, headers=headers)
+    assert response.status_code == 401 and response.json()["detail"]
     assert not EmailEvent.objects.exists() and not Suppression.objects.exists()
     recipient.refresh_from_db()
     assert recipient.status == "sent"
 
 
+@pytest.mark.parametrize("age", [-400, 400, 86_400])
+def test_a_captured_request_cannot_be_replayed_outside_the_tolerance_window(provider, recipient, age):
+    """A request signed `age` seconds ago (negative: in the future) is refused, however valid its signature."""
+    headers = standard_signature(BODY, timestamp=int(time.time()) - age)
+    response = post(provider, "generic", BODY, headers=headers)
+    assert response.status_code == 401 and "tolerance" in response.json()["detail"]
+    assert not EmailEvent.objects.exists()
+
+
+def test_within_the_window_a_replay_records_nothing_new(provider, recipient):
+    headers = standard_signature(BODY)
+    assert post(provider, "generic", BODY, headers=headers).json()["recorded"] is True
+    assert post(provider, "generic", BODY, headers=headers).json() == {"recorded": False, "reason": "duplicate event"}
+    assert EmailEvent.objects.count() == 1
+
+
 def test_without_a_configured_secret_nothing_is_accepted(provider, recipient, settings):
-    settings.WEBHOOK_SECRET = ""
+    settings.WEBHOOK_SECRETS = {"generic": "", "instantly": ""}
     body = json.dumps(generic()).encode()
-    response = post(provider, "generic", body, signature="sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest())
-    assert response.status_code == 403
+    assert post(provider, "generic", body, headers=standard_signature(body, secret="")).status_code == 401
+    assert post(provider, "instantly", body, headers={"Authorization": "Bearer "}).status_code == 401
+    assert not EmailEvent.objects.exists()
+
+
+def test_the_reference_library_turns_malformed_headers_into_exceptions_of_its_own():
+    """Why the generic verifier is ours, not standardwebhooks' Webhook.verify: on malformed
+    headers the library raises ValueError / binascii.Error, not its WebhookVerificationError,
+    so each caller must catch them all; and its tolerance is fixed at 5 minutes."""
+    reference = ReferenceWebhook(b"0123456789abcdef")
+    now = str(int(time.time()))
+    with pytest.raises(ValueError):
+        reference.verify("{}", {"webhook-id": "1", "webhook-timestamp": now, "webhook-signature": "no-comma"})
+    with pytest.raises(binascii.Error):
+        reference.verify("{}", {"webhook-id": "1", "webhook-timestamp": now, "webhook-signature": "v1,abc"})
+    with pytest.raises(UnicodeDecodeError):
+        reference.verify(b"\xff", {"webhook-id": "1", "webhook-timestamp": now, "webhook-signature": "v1,abcd"})
 
 
 def test_a_replayed_event_is_recorded_once(provider, recipient):
@@ -133,7 +216,7 @@ def test_a_complaint_marks_the_recipient_and_suppresses_the_address(provider, re
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"type": "open", "message_id": "x"}, "event_id"),
+        ({"event_id": "e" * 256, "type": "open", "message_id": "x"}, "event_id"),
         ({"event_id": "e", "type": "teleport", "message_id": "x"}, "type"),
         ({"event_id": "e", "type": "open"}, "message_id"),
         ({"event_id": "e", "type": "open", "message_id": "x", "occurred_at": "yesterday"}, "occurred_at"),
@@ -157,8 +240,9 @@ def test_an_event_for_an_unknown_recipient_is_acknowledged_and_ignored(provider,
     assert not EmailEvent.objects.exists()
 
 
-def test_an_unknown_provider_is_a_404(provider):
-    assert post(provider, "nosuchprovider", generic()).status_code == 404
+def test_an_unknown_provider_is_a_404_in_json(provider):
+    response = post(provider, "nosuchprovider", generic(), headers={})
+    assert response.status_code == 404 and response.json() == {"detail": "Not found."}
 
 
 # --- Instantly ---------------------------------------------------------------------------------
@@ -173,7 +257,7 @@ def instantly_campaign(org):
 
 def instantly(event_type: str, **fields) -> dict:
     return {
-        "timestamp": "2026-02-03T10:00:00.000Z",
+        "timestamp": recent(5),
         "event_type": event_type,
         "workspace": "ws-1",
         "campaign_id": "inst-42",
@@ -221,5 +305,27 @@ def test_an_instantly_event_for_an_address_not_in_the_campaign_is_ignored(provid
 
 
 def test_an_instantly_event_without_email_is_a_400(provider, instantly_campaign):
-    response = post(provider, "instantly", {"event_type": "email_bounced", "campaign_id": "inst-42"})
+    response = post(
+        provider, "instantly", {"event_type": "email_bounced", "campaign_id": "inst-42", "timestamp": recent()}
+    )
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer wrong-secret", f"Basic {SECRET}", f"Bearer {SECRET}x"]
+)
+def test_an_instantly_webhook_without_its_secret_is_a_401(provider, instantly_campaign, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = post(provider, "instantly", instantly("email_bounced"), headers=headers)
+    assert response.status_code == 401
+    assert not EmailEvent.objects.exists() and not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize("timestamp", [None, "", "yesterday", "2020-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00"])
+def test_an_instantly_payload_with_a_stale_or_missing_timestamp_is_a_401(provider, instantly_campaign, timestamp):
+    payload = instantly("email_bounced")
+    payload["timestamp"] = timestamp
+    if timestamp is None:
+        del payload["timestamp"]
+    assert post(provider, "instantly", payload).status_code == 401
+    assert not EmailEvent.objects.exists()
