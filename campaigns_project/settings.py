@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from .env import env_bool, env_file_load, env_float, env_int, env_list, env_str
 
@@ -270,12 +270,19 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Extra task modules a worker loads (benchmarks/noop.py for the benchmarks; nothing by default).
+CELERY_IMPORTS = env_list("CELERY_EXTRA_IMPORTS", [])
 # Three queues, so no backlog starves another: pipeline work (sourcing, verification, enrichment,
 # Instantly pushes), sending, and housekeeping (sweeper, reaper, opens drain, scheduled launches,
 # cleanup). docker-compose.yml runs a worker for the first two and one for housekeeping.
 CELERY_QUEUE_NAMES = {kind: f"{INSTALLATION_ID}.{kind}" for kind in ("pipeline", "send", "housekeeping")}
 # A worker started without -Q consumes them all (the test worker; a one-process install).
-CELERY_TASK_QUEUES = [Queue(name) for name in (CELERY_TASK_DEFAULT_QUEUE, *CELERY_QUEUE_NAMES.values())]
+# Each queue has its own exchange and routing key: a Queue without them would bind to the default
+# ones, and every message would land in every queue.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, *CELERY_QUEUE_NAMES.values())
+]
 CELERY_TASK_ROUTES = {
     "campaigns.tasks.kick_campaign": {"queue": CELERY_QUEUE_NAMES["pipeline"]},
     "campaigns.tasks.sweep": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},

@@ -37,22 +37,43 @@ _TRANSPORT_ERRORS = (OSError,)
 # ...except an SMTP server refusing one recipient: that is about one input, like a 4xx.
 _ONE_INPUT_ERRORS = (smtplib.SMTPRecipientsRefused,)
 
-# KEYS: latch mirror, breaker hash, then the buckets; ARGV: the buckets' triples (take_tokens).
-# Returns ok | paused | open:<state> | nolatch | nobreaker | wait:<seconds>.
+# KEYS: latch mirror, breaker hash, record list, record fence, then the buckets.
+# ARGV: the latch's active value, n record entries, record ttl, the n entries, the buckets' triples.
+# Returns ok | paused | open:<state> | nolatch | nobreaker | unrecorded | wait:<seconds>.
 _PERMIT_LUA = (
     TAKE_TOKENS_LUA
     + """
 local latch = redis.call('GET', KEYS[1])
 if not latch then return 'nolatch' end
-if latch ~= ARGV[#ARGV] then return 'paused' end
+if latch ~= ARGV[1] then return 'paused' end
 local state = redis.call('HGET', KEYS[2], 'state')
 if not state then return 'nobreaker' end
 if state ~= 'closed' then return 'open:' .. state end
-local wait = take_tokens(3, 1, 1)
+local entries = tonumber(ARGV[2])
+if entries > 0 and (redis.call('EXISTS', KEYS[3]) == 0 or redis.call('EXISTS', KEYS[4]) == 1) then
+  return 'unrecorded'
+end
+local wait = take_tokens(5, 4 + entries, 1)
 if wait > 0 then return 'wait:' .. tostring(wait) end
+if entries > 0 then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 4, 3 + entries))
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
 return 'ok'
 """
 )
+
+
+@dataclass(frozen=True)
+class Record:
+    """Entries appended to a Redis list in the same atomic step that grants the permit, and only
+    then; refused (`Permit.unrecorded`) when the list is missing or its fence key exists. The send
+    journal (tracking/journal.py) notes this way that a message is about to be committed."""
+
+    key: str
+    fence_key: str
+    entries: tuple[str, ...]
+    ttl_seconds: int
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,8 @@ class Permit:
     refusal: str = ""  # not granted: why ("the queue is paused", "circuit breaker apollo is open", ...)
     # The refusal is Redis not answering, not a pause: the work waits and goes on by itself.
     unreachable: bool = False
+    # The refusal is the record's list being gone or fenced: the caller must not go on.
+    unrecorded: bool = False
 
 
 def classify(exc: BaseException) -> tuple[bool, bool]:
@@ -83,14 +106,19 @@ def _known(service: str) -> None:
         raise ValueError(f"No circuit breaker for {service!r}; known: {', '.join(settings.SERVICES)}")
 
 
-def call_permit(service: str, buckets: Iterable[TokenBucket | None] = ()) -> Permit:
-    """May one call to `service` start now? Checks the gate and the breaker and takes a token of
-    every bucket, all in one round trip; a missing latch mirror or breaker hash (Redis restarted)
-    is rebuilt from the database and checked again. Fails closed: Redis not answering refuses."""
+def call_permit(service: str, buckets: Iterable[TokenBucket | None] = (), *, record: Record | None = None) -> Permit:
+    """May one call to `service` start now? Checks the gate and the breaker, takes a token of
+    every bucket and appends the record's entries, all in one round trip; a missing latch mirror
+    or breaker hash (Redis restarted) is rebuilt from the database and checked again. Fails
+    closed: Redis not answering refuses."""
     _known(service)
     buckets = [bucket for bucket in buckets if bucket is not None]
-    keys = [latch_key(), breakers.breaker_keys(service)[0], *(bucket.key for bucket in buckets)]
-    args = [arg for bucket in buckets for arg in bucket.script_args()] + [QueueState.State.ACTIVE]
+    gate = latch_key()
+    record_keys = [record.key, record.fence_key] if record else [gate, gate]
+    keys = [gate, breakers.breaker_keys(service)[0], *record_keys, *(bucket.key for bucket in buckets)]
+    entries = list(record.entries) if record else []
+    args = [QueueState.State.ACTIVE, len(entries), record.ttl_seconds if record else 0, *entries]
+    args += [arg for bucket in buckets for arg in bucket.script_args()]
     try:
         script = get_redis().register_script(_PERMIT_LUA)
         for _ in range(3):  # at most: rebuild the mirror, rebuild the breaker, answer
@@ -117,6 +145,8 @@ def call_permit(service: str, buckets: Iterable[TokenBucket | None] = ()) -> Per
         return Permit(False, refusal=f"circuit breaker {service} is {state}")
     if answer == "paused":
         return Permit(False, refusal="the queue is paused")
+    if answer == "unrecorded":
+        return Permit(False, refusal="its record was taken over or lost", unrecorded=True)
     return Permit(False, refusal=f"the gate could not be read ({answer})", unreachable=True)
 
 

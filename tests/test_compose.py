@@ -45,3 +45,20 @@ def test_the_compose_file_refuses_to_start_without_a_webhook_secret():
     result = compose_config(SECRET_KEY="test")
     assert result.returncode != 0
     assert "WEBHOOK_SECRET" in result.stderr
+
+
+def test_the_compose_workers_consume_the_queues_the_settings_route_to():
+    """Campaign work (pipeline and send queues) scales as `worker`; housekeeping has its own
+    worker, so no campaign backlog delays the sweeper or the opens drain."""
+    result = compose_config(SECRET_KEY="test", WEBHOOK_SECRET="a-webhook-secret-of-16+", INSTALLATION_ID="prod")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+
+    def queues(service: str) -> set[str]:
+        command = services[service]["command"]
+        return set(command[command.index("-Q") + 1].split(","))
+
+    assert queues("worker") == {"prod.pipeline", "prod.send", "prod.default"}
+    assert queues("housekeeping") == {"prod.housekeeping"}
+    assert services["worker"]["environment"]["INSTALLATION_ID"] == "prod"
+    assert "healthcheck" in services["housekeeping"]

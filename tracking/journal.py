@@ -11,9 +11,11 @@ Entries of `send-journal:<job id>`, a Redis list:
 - `b:<recipient id>`: right before the message's end of DATA (the commit) is sent;
 - `s:<recipient id>:<Message-ID>`: the server accepted it (written with the next `b:`).
 
-Appends go through one Lua script that refuses once the journal is fenced or gone, and the
-recovery (`journal_take_over`) fences it in the same atomic step as it reads it: a worker that
-was only stalled, not dead, can then commit no further message. Database flushes of the job make
+Entries are appended by the send's permit (queue_control.guard.call_permit with a Record), in the
+same atomic step that checks the gate and takes the rate limit's token, right before the end of
+DATA; the permit is refused once the journal is fenced or gone, and the recovery
+(`journal_take_over`) fences it in the same atomic step as it reads it: a worker that was only
+stalled, not dead, can then commit no further message. Database flushes of the job make
 the journal redundant for what they cover; it is deleted when the job ends cleanly.
 """
 
@@ -22,16 +24,11 @@ import contextlib
 import redis
 
 from campaigns_project.redis import get_redis, rkey
+from queue_control.guard import Record
 
 # Long enough to outlive any job and the sweeper's recovery of it; a journal left behind expires.
 JOURNAL_TTL_SECONDS = 24 * 3600
 
-_APPEND = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
 _TAKE_OVER = """
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
@@ -59,15 +56,10 @@ def journal_open(job_id: int, attempt: int) -> None:
     pipe.execute()
 
 
-def journal_append(job_id: int, *entries: str) -> None:
-    """Append entries, or raise JournalRefused."""
-    try:
-        script = get_redis().register_script(_APPEND)
-        accepted = script(keys=_keys(job_id), args=[JOURNAL_TTL_SECONDS, *entries])
-    except Exception as exc:
-        raise JournalRefused(f"the send journal cannot be written: {exc}") from exc
-    if not accepted:
-        raise JournalRefused("the send journal was taken over or lost")
+def journal_record(job_id: int, *entries: str) -> Record:
+    """The entries, for the permit that lets the next message be committed."""
+    key, fence = _keys(job_id)
+    return Record(key=key, fence_key=fence, entries=entries, ttl_seconds=JOURNAL_TTL_SECONDS)
 
 
 def journal_take_over(job_id: int) -> list[str] | None:

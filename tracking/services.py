@@ -119,22 +119,39 @@ def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str,
     once."""
     if not sent:
         return 0
-    ids = list(sent)
     with transaction.atomic():
-        moved = (
-            Recipient.objects.filter(campaign_id=campaign_id, pk__in=ids, send_job_id=job_id)
-            .filter(status=RecipientStatus.SENDING)
-            .update(
+        if connection.vendor == "postgresql":
+            moved = _mark_sent_values(campaign_id, job_id, sent)
+        else:  # the embedded SQLite run: one CASE per column
+            moved = Recipient.objects.filter(
+                campaign_id=campaign_id, pk__in=list(sent), send_job_id=job_id, status=RecipientStatus.SENDING
+            ).update(
                 status=RecipientStatus.SENT,
                 message_id=Case(*(When(pk=pk, then=Value(mid)) for pk, (mid, _) in sent.items())),
                 sent_at=Case(*(When(pk=pk, then=Value(at)) for pk, (_, at) in sent.items())),
                 last_error="",
             )
-        )
         if moved:
             counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved})
             phase_items_add(campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved, passed=moved)
     return moved
+
+
+def _mark_sent_values(campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]]) -> int:
+    """recipients_mark_sent on PostgreSQL: one UPDATE … FROM (VALUES …), whatever the batch."""
+    table = connection.ops.quote_name(Recipient._meta.db_table)
+    rows = ", ".join(["(%s::bigint, %s, %s::timestamptz)"] * len(sent))
+    params = [value for pk, (mid, at) in sent.items() for value in (pk, mid, at)]
+    campaign = Recipient._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, connection)
+    # Only the model's table name and placeholders are formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {table} r SET status = %s, message_id = v.message_id, sent_at = v.sent_at, last_error = '' "  # noqa: S608
+        f"FROM (VALUES {rows}) AS v (id, message_id, sent_at) "
+        f"WHERE r.id = v.id AND r.campaign_id = %s AND r.send_job_id = %s AND r.status = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [RecipientStatus.SENT, *params, campaign, job_id, RecipientStatus.SENDING])
+        return cursor.rowcount
 
 
 def _outreach_is_running(campaign: Campaign) -> bool:

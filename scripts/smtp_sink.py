@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""A local SMTP sink that accepts every message and appends one line per accepted message (its
+recipient) to a log file, written through at once, so a reader can count messages per address
+even after the sink or a sender was killed. Used by the fault tests and benchmarks/pipeline.py.
+
+    .venv/bin/python scripts/smtp_sink.py --port 2525 --log /tmp/sink.log
+
+It prints "ready <port>" once it listens. SIGTERM stops it.
+"""
+
+import argparse
+import signal
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+
+
+class CountingHandler:
+    def __init__(self, log) -> None:
+        self.log = log
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            for address in envelope.rcpt_tos:
+                self.log.write(address.lower() + "\n")
+            self.log.flush()
+        return "250 Message accepted for delivery"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", required=True, help="file to append one line per accepted message to")
+    args = parser.parse_args()
+    with open(args.log, "a", buffering=1) as log:
+        controller = Controller(CountingHandler(log), hostname="127.0.0.1", port=args.port)
+        controller.start()
+        print(f"ready {args.port}", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        signal.signal(signal.SIGINT, lambda *_: stopped.set())
+        stopped.wait()
+        controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
