@@ -43,7 +43,7 @@ class RecipientAdmin(admin.ModelAdmin):
     raw_id_fields = ["campaign", "lead"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Recipient._meta.fields]
-    actions = ["release_to_pending", "mark_failed"]
+    actions = ["release_to_pending", "mark_delivered", "mark_failed"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # recipients come from the launcher or the API, which dedupe and suppress
@@ -75,22 +75,22 @@ class RecipientAdmin(admin.ModelAdmin):
         if skipped:
             self.message_user(request, f"{skipped} skipped: only recipients in sending can be.", messages.WARNING)
 
+    @admin.action(description="Mark stuck-in-sending recipients as delivered (the mail log shows them accepted)")
+    def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
+        self._resolve(request, queryset, delivered=True)
+
     @admin.action(description="Mark stuck-in-sending recipients as failed (not delivered, do not resend)")
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Recipient]) -> None:
-        failed = 0
-        rows = queryset.filter(status=RecipientStatus.SENDING).values_list("campaign_id", "pk")
-        by_campaign: dict = {}
-        for campaign_id, pk in rows:
-            by_campaign.setdefault(campaign_id, []).append(pk)
-        for campaign_id, ids in by_campaign.items():  # one UPDATE per campaign: counters are per campaign
-            failed += services.recipients_transition(
-                campaign_id=campaign_id,
-                to_status=RecipientStatus.FAILED,
-                ids=ids,
-                where=None,
-                last_error=f"Marked failed by {request.user.get_username()} after being stuck in sending.",
-            )
-        self.message_user(request, f"{failed} recipient(s) marked failed.", messages.SUCCESS)
+        self._resolve(request, queryset, delivered=False)
+
+    def _resolve(self, request: HttpRequest, queryset: QuerySet[Recipient], *, delivered: bool) -> None:
+        resolved = services.recipients_resolve(
+            recipient_ids=queryset.filter(status=RecipientStatus.SENDING).values_list("pk", flat=True),
+            delivered=delivered,
+            actor=request.user,
+        )
+        outcome = "delivered" if delivered else "failed"
+        self.message_user(request, f"{resolved} recipient(s) marked {outcome}.", messages.SUCCESS)
 
 
 @admin.register(EmailEvent)

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from campaigns.dispatch import wake
 from campaigns.models import Campaign, Job
-from campaigns.pipeline import phase_items_add, phase_work_add
+from campaigns.pipeline import phase_items_add, phase_work_add, pipeline_advance
 from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobStatus, JobType, Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
@@ -263,6 +263,42 @@ def recipients_release(*, recipient_ids: Iterable[int], actor=None) -> int:
                 reason=f"{moved} recipients stuck in sending put back to pending by an operator",
             )
     return released
+
+
+def recipients_resolve(*, recipient_ids: Iterable[int], delivered: bool, actor=None) -> int:
+    """An operator's decision about recipients stuck in `sending` (after checking the mail
+    server's log): delivered → sent, counted as sent; not delivered and not to be resent → failed.
+    Never a recipient a running send job still holds. A campaign whose outreach waited for this
+    moves on (pipeline_advance)."""
+    ids = list(recipient_ids)
+    resolved = 0
+    campaigns = Campaign.objects.filter(recipients__pk__in=ids, recipients__status=RecipientStatus.SENDING).distinct()
+    target = RecipientStatus.SENT if delivered else RecipientStatus.FAILED
+    label = actor.get_username() if actor is not None else "system"
+    for campaign in campaigns:  # one UPDATE per campaign: the counters are per campaign
+        with transaction.atomic():
+            fields = {"sent_at": timezone.now(), "last_error": ""} if delivered else {}
+            moved = recipients_transition(
+                campaign_id=campaign.pk,
+                to_status=target,
+                ids=ids,
+                where=Q(status=RecipientStatus.SENDING)
+                & ~Q(send_job_id__in=Job.objects.filter(status=JobStatus.PROCESSING).values("pk")),
+                **(fields or {"last_error": f"Marked not delivered by {label} after being stuck in sending."}),
+            )
+            resolved += moved
+            if delivered:
+                phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, done=moved, passed=moved)
+            else:
+                phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=moved)
+            campaign_event_record(
+                campaign=campaign,
+                action="tracking.recipients.resolved",
+                actor=actor,
+                reason=f"{moved} recipients stuck in sending marked {target} by an operator",
+            )
+        pipeline_advance(campaign_id=campaign.pk)
+    return resolved
 
 
 # --- Events ------------------------------------------------------------------------------------
