@@ -311,6 +311,18 @@ def report(campaign, elapsed, ceiling, raw, peak_rss, sink_log, sink) -> None:
         if name == "outreach" and raw:
             ratio = f"{rate / raw:.0%} of the raw smtplib loop"
         print(f"{name:<14}{row.items_total:>11,}{seconds:>10.1f}{rate:>11,.0f}  {ratio}")
+    outreach = phases.get("outreach")
+    if args.channel == "smtp" and outreach is not None and outreach.finished_at is not None:
+        from django.db.models import Max, Min
+
+        first, last = (
+            Recipient.objects.filter(campaign=campaign).aggregate(first=Min("sent_at"), last=Max("sent_at")).values()
+        )
+        launch = (first - outreach.started_at).total_seconds()
+        sending = (last - first).total_seconds()
+        rate = outreach.items_passed / sending if sending else 0
+        print(f"  outreach: launch (recipients, jobs) {launch:.1f} s, then {rate:,.0f} msg/s", end="")
+        print(f" = {rate / raw:.0%} of the raw smtplib loop" if raw else "")
     leads = phases["lead_sourcing"].items_done if "lead_sourcing" in phases else 0
     print(f"end to end: {leads:,} leads in {elapsed:.1f} s = {leads / elapsed:,.0f} leads/s")
     print(f"peak worker RSS (any process): {peak_rss / 2**20:,.0f} MB")

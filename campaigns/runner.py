@@ -17,7 +17,6 @@ Outcomes, by what the handler raised:
 
 import logging
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Count, Q
@@ -122,7 +121,8 @@ def _job_failed(job: Job, exc: Exception) -> str:
     if isinstance(exc, PermanentJobError | BadRequestError):
         job_finish(job=job, status=JobStatus.FAILED, error=error)
         return "failed"
-    if not isinstance(exc, RetryableJobError | ProviderError | SoftTimeLimitExceeded):
+    if not isinstance(exc, RetryableJobError | ProviderError):
+        # A programming error, or Celery's soft time limit (a handler that ignored its budget).
         logger.exception("Job %s (%s) raised an unexpected error", job.pk, job.job_type, exc_info=exc)
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
         job_finish(job=job, status=JobStatus.FAILED, error=f"{error} (gave up after {job.attempts} attempts)")

@@ -45,6 +45,8 @@ def test_launch_creates_recipients_from_verified_leads_minus_suppressed_and_one_
     assert emails == ["lead0@example.org", "lead1@example.org", "lead2@example.org"]
     assert len(jobs) == 2
     assert all(job.job_type == "send_email" and job.status == "pending" and job.size == 2 for job in jobs)
+    tokens = list(campaign.recipients.values_list("token", flat=True))
+    assert len(set(tokens)) == 3 and all(re.fullmatch(r"[0-9a-f]{64}", token) for token in tokens)
 
 
 def test_launch_twice_creates_no_second_recipient(campaign, verified_leads):
