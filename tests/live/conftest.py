@@ -1,0 +1,35 @@
+"""Live operations' fixtures: the real Redis channel layer (its keys under the test prefix),
+campaigns with phase rows, and a publisher tick run here as beat would run it."""
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import CampaignPhase
+from campaigns_project.live import dirty_campaigns_key
+from campaigns_project.redis import get_redis
+from queue_control.models import QueueState
+from tests.factories import CampaignFactory
+
+
+@pytest.fixture(autouse=True)
+def queue_active(db):
+    QueueState.objects.update_or_create(pk=1, defaults={"state": QueueState.State.ACTIVE, "reason": ""})
+
+
+@pytest.fixture
+def running_campaign(org):
+    campaign = CampaignFactory(organization=org, name="Spring outreach", status="running", phase="verification")
+    now = timezone.now()
+    CampaignPhase.objects.create(
+        campaign=campaign, phase="lead_sourcing", jobs_total=1, jobs_finished=1, items_total=100,
+        items_done=100, items_passed=100, started_at=now, finished_at=now, updated_at=now,
+    )  # fmt: skip
+    CampaignPhase.objects.create(
+        campaign=campaign, phase="verification", jobs_total=4, jobs_finished=1, items_total=100,
+        items_done=25, items_passed=20, started_at=now, updated_at=now,
+    )  # fmt: skip
+    return campaign
+
+
+def dirty_ids() -> set[str]:
+    return set(get_redis().smembers(dirty_campaigns_key()))
