@@ -73,6 +73,10 @@ def _counters(campaign_ids: list) -> dict:
     return totals
 
 
+def _now() -> float:
+    return time.time()
+
+
 def _samples_key(campaign_id) -> str:
     return rkey("live", "rate", str(campaign_id))
 
@@ -83,7 +87,7 @@ def _rates(campaigns: list[Campaign], figures: dict, *, record: bool) -> dict:
     it publishes; a GET only reads."""
     if not campaigns:
         return {}
-    now = time.time()
+    now = _now()
     window = settings.LIVE_RATE_WINDOW_SECONDS
     try:
         r = get_redis()

@@ -1,7 +1,12 @@
 """Live operations' fixtures: the real Redis channel layer (its keys under the test prefix),
 campaigns with phase rows, and a publisher tick run here as beat would run it."""
 
+import asyncio
+import uuid
+
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from campaigns.models import CampaignPhase
@@ -33,3 +38,26 @@ def running_campaign(org):
 
 def dirty_ids() -> set[str]:
     return set(get_redis().smembers(dirty_campaigns_key()))
+
+
+class Listener:
+    """A channel of the real Redis layer joined to groups. A plain channel name, not one from
+    new_channel(): channels_redis buffers a process's "specific!" channels per event loop, and
+    each async_to_sync call here runs in a loop of its own."""
+
+    def __init__(self, *groups: str) -> None:
+        self.layer = get_channel_layer()
+        self.channel = f"test-listener-{uuid.uuid4().hex}"
+        for group in groups:
+            async_to_sync(self.layer.group_add)(group, self.channel)
+
+    def messages(self, timeout: float = 0.5) -> list[dict]:
+        async def drain():
+            found = []
+            while True:
+                try:
+                    found.append((await asyncio.wait_for(self.layer.receive(self.channel), timeout))["message"])
+                except TimeoutError:
+                    return found
+
+        return async_to_sync(drain)()
