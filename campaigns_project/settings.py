@@ -480,3 +480,6 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
 # A scrape's database figures are cached this long, so many scrapers cost one set of queries.
 METRICS_CACHE_SECONDS = env_float("METRICS_CACHE_SECONDS", 5.0, minimum=0)
+# The dashboard's scripts (Chart.js among them) come from the apps' static folders; WhiteNoise
+# serves them from there under the embedded run and the test servers, from STATIC_ROOT otherwise.
+WHITENOISE_USE_FINDERS = DEBUG or TESTING

@@ -27,6 +27,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q
 from django.http import Http404
@@ -114,7 +115,7 @@ def _organizations(user) -> dict[str, int]:
 
 @database_sync_to_async
 def _is_staff(user) -> bool:
-    return type(user).objects.filter(pk=user.pk, is_active=True, is_staff=True).exists()
+    return get_user_model().objects.filter(pk=user.pk, is_active=True, is_staff=True).exists()
 
 
 @database_sync_to_async
