@@ -438,7 +438,14 @@ EVENT_TIME_MAX_AHEAD_SECONDS = env_int("EVENT_TIME_MAX_AHEAD_SECONDS", 3600, min
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX + "asgi", "capacity": 500, "expiry": 30},
+        "CONFIG": {
+            # A socket timeout above channels_redis' 5 s BZPOPMIN: redis-py's asyncio default (5 s)
+            # races it and kills the consumer with a TimeoutError (seen under make run).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            "prefix": REDIS_KEY_PREFIX + "asgi",
+            "capacity": 500,
+            "expiry": 30,
+        },
     }
 }
 # Where the dashboard's browser connects; empty: the page's own origin (make run serves HTTP and

@@ -110,15 +110,14 @@ def _rates(campaigns: list[Campaign], figures: dict, *, record: bool) -> dict:
         if not samples or campaign.status != CampaignStatus.RUNNING:
             continue
         sent, done = figures[campaign.pk]
-        parsed = [sample.split(":", 3) for sample in samples]
-        at, sent_then, _, _ = parsed[0]
-        elapsed = now - float(at)
-        per_minute = max(sent - int(sent_then), 0) * 60 / elapsed if elapsed >= 1 else 0.0
-        # The phase rate counts from the oldest sample of the current phase only.
-        same = next((p for p in parsed if p[3] == (campaign.phase or "")), None)
-        per_second = 0.0
+        # From the oldest sample of the current phase: a window reaching back into the phase
+        # before would count its time, and no mail was sent then.
+        same = next((p for p in (sample.split(":", 3) for sample in samples) if p[3] == (campaign.phase or "")), None)
+        per_minute = per_second = 0.0
         if same is not None and now - float(same[0]) >= 1:
-            per_second = max(done - int(same[2]), 0) / (now - float(same[0]))
+            elapsed = now - float(same[0])
+            per_minute = max(sent - int(same[1]), 0) * 60 / elapsed
+            per_second = max(done - int(same[2]), 0) / elapsed
         rates[campaign.pk] = (round(per_minute, 1), round(per_second, 2))
     return rates
 
