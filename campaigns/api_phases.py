@@ -10,6 +10,7 @@
 """
 
 from django.urls import re_path
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -76,7 +77,12 @@ class PhasesSerializer(serializers.Serializer):
 class TransitionSerializer(strict.Serializer):
     target = serializers.ChoiceField(choices=CampaignStatus.choices, help_text="The status to move to.")
     reason = serializers.CharField(max_length=500, required=False, help_text="Why, for the history.")
-    scheduled_at = strict.DateTimeField(required=False, help_text="Required for target scheduled.")
+    scheduled_at = strict.DateTimeField(required=False, help_text="Required for target scheduled; in the future.")
+
+    def validate_scheduled_at(self, value):
+        if value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
 
 
 def available_transitions(status: str) -> list[dict]:
@@ -85,8 +91,6 @@ def available_transitions(status: str) -> list[dict]:
 
 def campaign_phases(*, campaign: Campaign, now=None) -> dict:
     """The phase view, from the campaign's phase rows (prefetch `phases` for many)."""
-    from django.utils import timezone
-
     now = now or timezone.now()
     rows = {row.phase: row for row in campaign.phases.all()}
     current = campaign.phase if campaign.phase in WORKING_PHASES else None

@@ -12,6 +12,7 @@ Figures come from counters, never from a COUNT over leads or recipients: the pha
 campaigns. The send rate is measured over a sliding window of samples kept in Redis.
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -261,6 +262,8 @@ def live_publish() -> dict[str, int]:
 
 
 async def _send_all(sends: list[tuple[str, dict]]) -> None:
+    """All of a tick's sends at once: each group_send is several Redis round trips, and in
+    sequence they were most of a tick (benchmarks/live.py)."""
     layer = get_channel_layer()
-    for group, event in sends:
-        await layer.group_send(group, event)
+    for start in range(0, len(sends), 200):
+        await asyncio.gather(*(layer.group_send(group, event) for group, event in sends[start : start + 200]))
