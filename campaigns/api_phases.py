@@ -38,7 +38,7 @@ PHASE_STATUS_FOR = {
 }
 
 
-class PhaseSerializer(serializers.Serializer):
+class CampaignPhaseSerializer(serializers.Serializer):
     phase = serializers.ChoiceField(choices=[p.value for p in WORKING_PHASES])
     status = serializers.ChoiceField(
         choices=["pending", "running", "paused", "completed", "failed", "cancelled"],
@@ -61,7 +61,7 @@ class TransitionOptionSerializer(serializers.Serializer):
     action = serializers.CharField(help_text="The action of the action table that performs it.")
 
 
-class PhasesSerializer(serializers.Serializer):
+class CampaignPhasesSerializer(serializers.Serializer):
     campaign = serializers.UUIDField()
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
     pause_cause = serializers.CharField(allow_null=True)
@@ -70,7 +70,7 @@ class PhasesSerializer(serializers.Serializer):
         choices=["not_started", "pending", "running", "paused", "completed", "failed", "cancelled"]
     )
     progress = serializers.IntegerField(min_value=0, max_value=100, help_text="Overall.")
-    phases = PhaseSerializer(many=True)
+    phases = CampaignPhaseSerializer(many=True)
     available_transitions = TransitionOptionSerializer(many=True)
 
 
@@ -146,12 +146,12 @@ def campaign_phases(*, campaign: Campaign, now=None) -> dict:
 
 
 class CampaignPhasesView(APIView):
-    @extend_schema(responses=PhasesSerializer, operation_id="campaign_phases", tags=["campaigns"])
+    @extend_schema(responses=CampaignPhasesSerializer, operation_id="campaign_phases", tags=["campaigns"])
     def get(self, request, campaign_id):
         """The current phase and its status, every phase with its progress, counts and timings, and
         the transitions available from the campaign's status."""
         campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
-        return Response(PhasesSerializer(campaign_phases(campaign=campaign)).data)
+        return Response(CampaignPhasesSerializer(campaign_phases(campaign=campaign)).data)
 
 
 def _refuse_target(campaign: Campaign, target: str) -> ApplicationError:
