@@ -169,3 +169,17 @@ def test_bad_messages_get_an_error_not_a_closed_socket(alice, sockets):
     assert socket.receive()["type"] == "error"
     socket.send({"action": "subscribe", "campaign": 42})
     assert socket.receive()["data"]["detail"] == "No campaign with that id."
+
+
+@pytest.mark.slow
+def test_a_socket_left_idle_longer_than_the_layers_blocking_read_still_gets_news(alice, running_campaign, sockets):
+    """channels_redis blocks 5 s per read; redis-py's asyncio socket timeout (5 s by default)
+    raced it and killed the consumer (seen under make run): settings give the layer 30 s."""
+    socket = sockets(alice)
+    socket.receive()
+    socket.send({"action": "subscribe", "campaign": str(running_campaign.pk)})
+    socket.receive_type("campaign.progress")
+    assert socket.silent(timeout=7)  # idle past one blocking read
+    phase_items_add(campaign_id=running_campaign.pk, phase="verification", done=1)
+    live_publish()
+    assert socket.receive_type("campaign.progress")["data"]["phase_progress"] == 26
