@@ -468,6 +468,9 @@ OUTGOING_WEBHOOK_RETRY_FOR_SECONDS = env_int("OUTGOING_WEBHOOK_RETRY_FOR_SECONDS
 # An endpoint that has not answered 2xx for this long is disabled and its organization told.
 OUTGOING_WEBHOOK_DISABLE_AFTER_SECONDS = env_int("OUTGOING_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600, minimum=1)
 OUTGOING_WEBHOOK_BATCH = env_int("OUTGOING_WEBHOOK_BATCH", 50, minimum=1)
+# Each process checks this often whether the endpoints changed (a version in Redis) before
+# trusting its cached subscriptions: a new endpoint gets events within this time.
+OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL = env_float("OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL", 2.0, minimum=0)
 # Deliveries (and their events) older than this are deleted by the daily upkeep.
 OUTGOING_WEBHOOK_RETENTION_DAYS = env_int("OUTGOING_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 # Deliveries go only to public addresses. Networks listed here (CIDR, comma-separated) are allowed

@@ -136,10 +136,11 @@ def main() -> int:
             *celery, "worker", "--loglevel", "info", "--concurrency", "1", "--without-gossip", "-n", "housekeeping@%h",
             "-Q", f"{installation}.housekeeping",
         ],
-        # Outgoing webhooks to integrators' URLs: a queue and a worker of their own.
+        # Outgoing webhooks to integrators' URLs: a queue and a worker of their own. Threads: the
+        # work is waiting on HTTP, and one process stops quickly on Ctrl-C.
         "hooks": [
-            *celery, "worker", "--loglevel", "info", "--concurrency", "2", "--without-gossip", "-n", "webhooks@%h",
-            "-Q", f"{installation}.webhooks",
+            *celery, "worker", "--loglevel", "info", "--pool", "threads", "--concurrency", "4", "--without-gossip",
+            "-n", "webhooks@%h", "-Q", f"{installation}.webhooks",
         ],
         "beat": [*celery, "beat", "--loglevel", "info"],
     }  # fmt: skip

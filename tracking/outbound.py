@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 DELIVER_TASK = "tracking.tasks.deliver_webhooks"
 USER_AGENT = "campaign-backoffice-webhooks/1"
 RESPONSE_KEPT_CHARS = 1000
-SUBSCRIPTIONS_TTL_SECONDS = 2.0
 
 
 # --- where requests may go (no server-side request forgery) ------------------------------------
@@ -192,18 +191,42 @@ def signed_request(endpoint: WebhookEndpoint, event: WebhookEvent) -> tuple[byte
 
 # --- emitting ----------------------------------------------------------------------------------
 
-_subscriptions_cache: dict = {"at": 0.0, "map": None}
+_subscriptions_cache: dict = {"checked": 0.0, "version": None, "map": None}
+
+
+def _subscriptions_version_key() -> str:
+    return rkey("webhooks", "subscriptions-version")
 
 
 def subscriptions_invalidate() -> None:
+    """An endpoint changed: this process reloads at once, the others when they next check the
+    version (at most OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL seconds later)."""
     _subscriptions_cache["map"] = None
+
+    def bump() -> None:
+        with contextlib.suppress(redis.RedisError):
+            get_redis().incr(_subscriptions_version_key())
+
+    transaction.on_commit(bump)
 
 
 def _subscriptions() -> dict[tuple[int, str], list]:
-    """(organization id, event type) -> active endpoint ids; one query per TTL per process."""
-    ttl = getattr(settings, "OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL", SUBSCRIPTIONS_TTL_SECONDS)
+    """(organization id, event type) -> active endpoint ids. Reloaded from the database only when
+    the version in Redis changed (an endpoint was created, changed, disabled or deleted), which
+    is checked at most every TTL seconds: so the SQL an emitting path issues does not depend on
+    the clock (the cascade's statement count is tested), and a Redis that cannot be read means a
+    reload, never a stale answer kept for long."""
+    ttl = settings.OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL
     cached = _subscriptions_cache["map"]
-    if cached is not None and time.monotonic() - _subscriptions_cache["at"] < ttl:
+    now = time.monotonic()
+    if cached is not None and now - _subscriptions_cache["checked"] < ttl:
+        return cached
+    try:
+        version = get_redis().get(_subscriptions_version_key())
+    except redis.RedisError:
+        version = cached = None
+    if cached is not None and version == _subscriptions_cache["version"]:
+        _subscriptions_cache["checked"] = now
         return cached
     found: dict[tuple[int, str], list] = {}
     for pk, organization_id, types in WebhookEndpoint.objects.filter(is_active=True).values_list(
@@ -211,7 +234,7 @@ def _subscriptions() -> dict[tuple[int, str], list]:
     ):
         for event_type in types or ():
             found.setdefault((organization_id, event_type), []).append(pk)
-    _subscriptions_cache.update(at=time.monotonic(), map=found)
+    _subscriptions_cache.update(checked=now, version=version, map=found)
     return found
 
 
