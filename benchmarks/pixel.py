@@ -53,6 +53,7 @@ SERVER_ENV = {
     "DEBUG": "false",
     "TESTING": "false",
     "SECRET_KEY": "benchmark-only-secret-key",
+    "WEBHOOK_SECRET": "benchmark-only-webhook-secret",  # required with DEBUG off since issue 11
     "ALLOWED_HOSTS": "127.0.0.1",
     "LOG_LEVEL": "WARNING",
     "REDIS_KEY_PREFIX": os.environ.get("BENCH_PIXEL_REDIS_KEY_PREFIX", "cbo-bench-pixel:"),

@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
+from campaigns_project import live
 from campaigns_project.errors import ApplicationError
 from queue_control.signals import queue_counts_requested, queue_paused, queue_resumed
 
@@ -48,6 +49,14 @@ def _events_insert(campaign_ids: list, *, from_status: str, to_status: str, reas
     params += [reason[:500], now, *ids_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+    # No save(), so no post_save: say so to the live view and the outgoing webhooks.
+    live.campaign_history_bulk(
+        campaign_ids=campaign_ids,
+        action=f"campaign.{to_status}",
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+    )
 
 
 @receiver(queue_paused, dispatch_uid="campaigns.pausing.on_queue_paused")

@@ -18,6 +18,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from campaigns_project.live import campaign_changed
+
 from .dispatch import wake
 from .models import Campaign, CampaignPhase, Job, Lead
 from .registry import OUTREACH_LAUNCHERS, OUTREACH_SETTLERS, OutreachOutcome
@@ -66,6 +68,7 @@ def phase_work_add(*, campaign_id, phase: str, jobs: int = 0, items: int = 0) ->
     CampaignPhase.objects.filter(campaign_id=campaign_id, phase=phase).update(
         jobs_total=F("jobs_total") + jobs, items_total=F("items_total") + items, updated_at=timezone.now()
     )
+    campaign_changed(campaign_id)
 
 
 def phase_items_add(*, campaign_id, phase: str, done: int = 0, failed: int = 0, passed: int = 0) -> None:
@@ -78,6 +81,7 @@ def phase_items_add(*, campaign_id, phase: str, done: int = 0, failed: int = 0, 
             items_passed=F("items_passed") + passed,
             updated_at=timezone.now(),
         )
+        campaign_changed(campaign_id)  # coalesced: the live publisher sends at most one message a second
 
 
 def phase_job_finished(*, campaign_id, phase: str) -> bool:

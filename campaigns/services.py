@@ -168,10 +168,15 @@ def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
     return ""
 
 
-def campaign_start(*, campaign_id, actor=None, actor_label: str = "") -> Campaign:
+def campaign_start(*, campaign_id, actor=None, actor_label: str = "", reason: str = "") -> Campaign:
     with transaction.atomic():
         campaign = campaign_act(
-            campaign_id=campaign_id, action="start", actor=actor, actor_label=actor_label, check=_CHECKS["start"]
+            campaign_id=campaign_id,
+            action="start",
+            actor=actor,
+            actor_label=actor_label,
+            reason=reason,
+            check=_CHECKS["start"],
         )
         pipeline_start(campaign=campaign)
     return campaign
@@ -189,10 +194,12 @@ def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     )
 
 
-def campaign_resume(*, campaign_id, actor=None) -> Campaign:
+def campaign_resume(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     """Only a campaign an operator paused resumes on its own; the others wait for the queue resume."""
     with transaction.atomic():
-        campaign = campaign_act(campaign_id=campaign_id, action="resume", actor=actor, check=_CHECKS["resume"])
+        campaign = campaign_act(
+            campaign_id=campaign_id, action="resume", actor=actor, reason=reason, check=_CHECKS["resume"]
+        )
         # A queue pause that came while it was paused by hand paused its jobs too; the queue
         # resume left them alone (the campaign waited for its operator), so they wake here.
         Job.objects.active().filter(campaign_id=campaign.pk, status=JobStatus.PAUSED).update(
@@ -209,7 +216,7 @@ def campaign_cancel(*, campaign_id, actor=None, reason: str = "") -> Campaign:
     return campaign
 
 
-def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign:
+def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None, reason: str = "") -> Campaign:
     """Launch later: beat's launch_scheduled_campaigns starts it once scheduled_at has passed."""
     launch_at = scheduled_at or timezone.now()
     with transaction.atomic():
@@ -217,7 +224,7 @@ def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign
             campaign_id=campaign_id,
             action="schedule",
             actor=actor,
-            reason=f"launch at {launch_at.isoformat()}",
+            reason=f"launch at {launch_at.isoformat()}" + (f"; {reason}" if reason else ""),
             check=_CHECKS["schedule"],
         )
         Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=launch_at)
@@ -225,8 +232,8 @@ def campaign_schedule(*, campaign_id, actor=None, scheduled_at=None) -> Campaign
     return campaign
 
 
-def campaign_unschedule(*, campaign_id, actor=None) -> Campaign:
-    return campaign_act(campaign_id=campaign_id, action="unschedule", actor=actor)
+def campaign_unschedule(*, campaign_id, actor=None, reason: str = "") -> Campaign:
+    return campaign_act(campaign_id=campaign_id, action="unschedule", actor=actor, reason=reason)
 
 
 # Each action's service, as the action table names it: the API, the admin buttons and the

@@ -1,10 +1,10 @@
 from rest_framework.routers import DefaultRouter
 
-from . import api_pipeline
+from . import api_phases, api_pipeline
 from .api import CampaignViewSet
 
 router = DefaultRouter(trailing_slash="/?")
 router.include_root_view = False  # /api/v1/ lists every app's resources (campaigns_project.api_root)
 router.register("campaigns", CampaignViewSet, basename="campaign")
 
-urlpatterns = api_pipeline.urlpatterns + router.urls
+urlpatterns = api_pipeline.urlpatterns + api_phases.urlpatterns + router.urls

@@ -28,6 +28,9 @@ CAMPAIGN_RESOURCES = (
     "test",
     "stats",
     "analytics",
+    "progress",
+    "phases",
+    "transition",
 )
 RECIPIENT_RESOURCES = ("events", "open", "click", "bounce")
 
@@ -54,6 +57,14 @@ class ApiRootView(APIView):
                 "queue-management/resume-service": url("queue-resume"),
                 "queue-management/circuit-breakers": url("circuit-breakers"),
                 "queue-management/circuit-breakers/{service}/reset": url("circuit-breaker-reset", service="{service}")
+                .replace("%7B", "{")
+                .replace("%7D", "}"),
+                "webhook-endpoints": url("webhook-endpoint-list"),
+                "webhook-endpoint": {
+                    name or "detail": f"{url('webhook-endpoint-list')}{{id}}/{name}"
+                    for name in ("", "deliveries", "test", "rotate-secret")
+                },
+                "webhook-deliveries/{id}/replay": url("webhook-delivery-replay", delivery_id="{id}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
                 "webhooks/generic": url("webhook-generic"),

@@ -9,6 +9,7 @@ checkout use the same DEBUG, SECRET_KEY, Redis and installation id as the runnin
 test suite never reads it.
 """
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_celery_beat",
+    "channels",  # the WebSocket of live operations (campaigns_project/asgi.py)
     "axes",
     "integrations",
     "queue_control",
@@ -77,6 +79,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "campaigns_project.urls"
 WSGI_APPLICATION = "campaigns_project.wsgi.application"
+ASGI_APPLICATION = "campaigns_project.asgi.application"
 
 TEMPLATES = [
     {
@@ -275,7 +278,9 @@ CELERY_IMPORTS = env_list("CELERY_EXTRA_IMPORTS", [])
 # Three queues, so no backlog starves another: pipeline work (sourcing, verification, enrichment,
 # Instantly pushes), sending, and housekeeping (sweeper, reaper, opens drain, scheduled launches,
 # cleanup). docker-compose.yml runs a worker for the first two and one for housekeeping.
-CELERY_QUEUE_NAMES = {kind: f"{INSTALLATION_ID}.{kind}" for kind in ("pipeline", "send", "housekeeping")}
+# Outgoing webhooks to integrators' URLs have a queue of their own: a slow customer endpoint must
+# never hold up campaign work or housekeeping (and they never touch a provider breaker).
+CELERY_QUEUE_NAMES = {kind: f"{INSTALLATION_ID}.{kind}" for kind in ("pipeline", "send", "housekeeping", "webhooks")}
 # A worker started without -Q consumes them all (the test worker; a one-process install).
 # Each queue has its own exchange and routing key: a Queue without them would bind to the default
 # ones, and every message would land in every queue.
@@ -290,6 +295,9 @@ CELERY_TASK_ROUTES = {
     "campaigns.tasks.launch_scheduled_campaigns": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "campaigns.tasks.sync_instantly_analytics": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.drain_opens": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "tracking.tasks.publish_live": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "tracking.tasks.deliver_webhooks": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
+    "tracking.tasks.webhooks_upkeep": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     # campaigns.tasks.work goes to the queue its job types belong to; campaigns.dispatch names it.
 }
 
@@ -431,3 +439,64 @@ WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 # event is recorded at the time received, and the answer says so.
 EVENT_TIME_MAX_AGE_DAYS = env_int("EVENT_TIME_MAX_AGE_DAYS", 30, minimum=1)
 EVENT_TIME_MAX_AHEAD_SECONDS = env_int("EVENT_TIME_MAX_AHEAD_SECONDS", 3600, minimum=0)
+
+# --- Live operations (docs/flows/live.md) -----------------------------------------------------
+# The WebSocket's channel layer: the same Redis, its keys under the installation's prefix.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # A socket timeout above channels_redis' 5 s BZPOPMIN: redis-py's asyncio default (5 s)
+            # races it and kills the consumer with a TimeoutError (seen under make run).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            "prefix": REDIS_KEY_PREFIX + "asgi",
+            "capacity": 500,
+            "expiry": 30,
+        },
+    }
+}
+# Where the dashboard's browser connects; empty: the page's own origin (make run serves HTTP and
+# the WebSocket on one port; in docker-compose.yml the `ws` service serves it behind your proxy).
+LIVE_WEBSOCKET_URL = env_str("LIVE_WEBSOCKET_URL", "")
+# The send rate and the ETA are measured over this sliding window.
+LIVE_RATE_WINDOW_SECONDS = env_int("LIVE_RATE_WINDOW_SECONDS", 60, minimum=5)
+# Running campaigns are published at least this often even when nothing changed (rate, ETA).
+LIVE_REFRESH_SECONDS = env_int("LIVE_REFRESH_SECONDS", 5, minimum=1)
+# Campaigns published per tick at most; the others wait for the next tick (a second later).
+LIVE_PUBLISH_BATCH = env_int("LIVE_PUBLISH_BATCH", 500, minimum=1)
+
+# --- Outgoing webhooks (docs/flows/outgoing-webhooks.md) ---------------------------------------
+OUTGOING_WEBHOOK_TIMEOUT_SECONDS = env_float("OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# A failing endpoint is retried after base · 2^(failures-1) seconds, at most max_delay.
+OUTGOING_WEBHOOK_RETRY_BASE_SECONDS = env_float("OUTGOING_WEBHOOK_RETRY_BASE_SECONDS", 5.0, minimum=0)
+OUTGOING_WEBHOOK_RETRY_MAX_DELAY_SECONDS = env_float("OUTGOING_WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600.0, minimum=0)
+# A delivery is retried for this long, then given up (failed, still replayable by an operator).
+OUTGOING_WEBHOOK_RETRY_FOR_SECONDS = env_int("OUTGOING_WEBHOOK_RETRY_FOR_SECONDS", 24 * 3600, minimum=1)
+# An endpoint that has not answered 2xx for this long is disabled and its organization told.
+OUTGOING_WEBHOOK_DISABLE_AFTER_SECONDS = env_int("OUTGOING_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600, minimum=1)
+OUTGOING_WEBHOOK_BATCH = env_int("OUTGOING_WEBHOOK_BATCH", 50, minimum=1)
+# Each process checks this often whether the endpoints changed (a version in Redis) before
+# trusting its cached subscriptions: a new endpoint gets events within this time.
+OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL = env_float("OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL", 2.0, minimum=0)
+# Deliveries (and their events) older than this are deleted by the daily upkeep.
+OUTGOING_WEBHOOK_RETENTION_DAYS = env_int("OUTGOING_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
+# Deliveries go only to public addresses. Networks listed here (CIDR, comma-separated) are allowed
+# even if private or loopback: an internal receiver, or the tests' local one (127.0.0.0/8).
+try:
+    OUTGOING_WEBHOOK_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(value, strict=False) for value in env_list("OUTGOING_WEBHOOK_ALLOWED_NETWORKS", [])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"OUTGOING_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+
+# --- Metrics (/metrics, Prometheus text format) -------------------------------------------------
+# With DEBUG off, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (or a staff session);
+# without a token set it answers staff only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters")
+# A scrape's database figures are cached this long, so many scrapers cost one set of queries.
+METRICS_CACHE_SECONDS = env_float("METRICS_CACHE_SECONDS", 5.0, minimum=0)
+# The dashboard's scripts (Chart.js among them) come from the apps' static folders; WhiteNoise
+# serves them from there under the embedded run and the test servers, from STATIC_ROOT otherwise.
+WHITENOISE_USE_FINDERS = DEBUG or TESTING

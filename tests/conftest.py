@@ -95,3 +95,33 @@ def anon_client():
 def admin_client_logged_in(client, staff):
     client.force_login(staff)
     return client
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """The project's ASGI application (HTTP and the live WebSocket) served by uvicorn, as `make run`
+    and the compose `ws` service serve it, in a thread of this process (so it reads the test
+    database). Yields its base URL, http://127.0.0.1:<port>."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from campaigns_project.asgi import application
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -35,6 +35,26 @@ def test_the_compose_file_is_valid_and_has_the_production_shape():
     assert services["web"]["environment"]["DATABASE_URL"].startswith("postgres://")
 
 
+def test_the_compose_file_serves_the_websocket_and_runs_webhooks_on_their_own_worker():
+    result = compose_config(SECRET_KEY="test", WEBHOOK_SECRET="a-webhook-secret-of-16+")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    ws = " ".join(services["ws"]["command"])
+    assert "uvicorn campaigns_project.asgi:application" in ws and "healthcheck" in services["ws"]
+    assert "gunicorn campaigns_project.wsgi:application" in " ".join(services["web"]["command"])  # HTTP stays WSGI
+    hooks = services["webhooks"]["command"]
+    assert hooks[hooks.index("-Q") + 1] == "cbo.webhooks" and "healthcheck" in services["webhooks"]
+    for name, service in services.items():  # no other worker takes deliveries
+        command = service.get("command") or []
+        if name == "webhooks" or "worker" not in command:
+            continue
+        if "-Q" in command:
+            assert "cbo.webhooks" not in command[command.index("-Q") + 1].split(","), name
+        else:
+            assert command[command.index("-X") + 1] == "cbo.webhooks", name
+    assert services["web"]["environment"]["LIVE_WEBSOCKET_URL"] == "ws://localhost:8001/ws/live/"
+
+
 def test_the_compose_file_refuses_to_start_without_a_secret_key():
     result = compose_config(WEBHOOK_SECRET="a-webhook-secret-of-16+")
     assert result.returncode != 0

@@ -153,3 +153,7 @@ class LinkAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# The live dashboard and the outgoing webhooks' pages (tracking/admin_live.py).
+from . import admin_live  # noqa: E402, F401

@@ -7,4 +7,5 @@ class TrackingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the send_email job handler and the smtp outreach launcher with the pipeline.
-        from . import sending  # noqa: F401
+        # The live view's and the outgoing webhooks' receivers of campaign and queue history.
+        from . import receivers, sending  # noqa: F401

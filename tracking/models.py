@@ -141,3 +141,7 @@ class CampaignCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}[{self.shard}]={self.value}"
+
+
+# Outgoing webhooks live in their own module (tracking/models_outbound.py).
+from .models_outbound import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401

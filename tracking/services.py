@@ -33,6 +33,7 @@ from campaigns_project.redis import get_redis, rkey
 
 from .counters import COUNTED_STATUSES, COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient, Suppression
+from .receivers import email_events_emit, email_events_wanted
 from .states import (
     EVENT_EFFECTS,
     RECIPIENT_DELETABLE_STATUSES,
@@ -134,6 +135,11 @@ def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str,
         if moved:
             counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved})
             phase_items_add(campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved, passed=moved)
+            email_events_emit(
+                type="sent",
+                campaign_id=campaign_id,
+                events=[{"recipient_id": pk, "occurred_at": at, "message_id": mid} for pk, (mid, at) in sent.items()],
+            )
     return moved
 
 
@@ -394,6 +400,19 @@ def event_record(
                 "email", "campaign__organization_id"
             )[0]
             suppression_add(organization_id=organization_id, email=email, reason=reason)
+        email_events_emit(
+            type=type,
+            campaign_id=row["campaign_id"],
+            events=[
+                {
+                    "recipient_id": row["id"],
+                    "occurred_at": occurred_at,
+                    "is_machine": is_machine,
+                    "link_id": link_id,
+                    "source": source,
+                }
+            ],
+        )
     return event
 
 
@@ -419,7 +438,7 @@ WITH r AS (
     INSERT INTO tracking_emailevent
         (recipient_id, campaign_id, type, occurred_at, link_id, user_agent, ip, is_machine, source, payload)
     SELECT id, campaign_id, %(type)s, %(at)s, %(link)s, %(ua)s, %(ip)s, %(machine)s, 'tracking', '{{}}' FROM r
-    RETURNING id
+    RETURNING id, recipient_id, campaign_id
 ), counted AS (
     INSERT INTO tracking_campaigncounter (campaign_id, metric, shard, value)
     SELECT r.campaign_id, m.metric, %(shard)s, 1
@@ -433,7 +452,7 @@ WITH r AS (
     ORDER BY m.metric
     ON CONFLICT (campaign_id, metric, shard) DO UPDATE SET value = tracking_campaigncounter.value + 1
 )
-SELECT id, set_config('synchronous_commit', 'off', true) FROM event
+SELECT recipient_id, campaign_id, set_config('synchronous_commit', 'off', true) FROM event
 """
 _SEEN_STATEMENTS = {kind: _SEEN_SQL.format(any_field=a, human_field=h) for kind, (a, h) in FIRST_SEEN_FIELDS.items()}
 
@@ -472,7 +491,15 @@ def event_record_seen(
     }
     with connection.cursor() as cursor:
         cursor.execute(_SEEN_STATEMENTS[type], params)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    email_events_emit(
+        type=type,
+        campaign_id=row[1],
+        events=[{"recipient_id": row[0], "occurred_at": params["at"], "is_machine": is_machine, "link_id": link_id}],
+    )
+    return True
 
 
 # --- Buffered opens ----------------------------------------------------------------------------
@@ -686,7 +713,26 @@ def _opens_write(entries: list[dict]) -> int:
                     type=EventType.OPEN, events=events, human_events=human_events, first=first, first_human=first_human
                 ),
             )
+            _opens_emit(campaign_id, params["ids"])
     return written
+
+
+def _opens_emit(campaign_id, entry_ids: list[str]) -> None:
+    """email.opened webhook events for the opens a drain batch wrote for one campaign: one query,
+    and only when the campaign's organization subscribed (email_events_emit checks first)."""
+    if not email_events_wanted(type=EventType.OPEN, campaign_id=campaign_id):
+        return
+    rows = EmailEvent.objects.filter(
+        campaign_id=campaign_id, source=OPENS_SOURCE, provider_event_id__in=entry_ids
+    ).values_list("recipient_id", "occurred_at", "is_machine")
+    email_events_emit(
+        type=EventType.OPEN,
+        campaign_id=campaign_id,
+        events=[
+            {"recipient_id": rid, "occurred_at": at, "is_machine": machine, "source": OPENS_SOURCE}
+            for rid, at, machine in rows
+        ],
+    )
 
 
 def opens_drain(*, batch_size: int = 5000) -> int:
@@ -703,6 +749,8 @@ def opens_drain(*, batch_size: int = 5000) -> int:
     try:
         raw = r.lrange(key, 0, batch_size - 1)
         written = _opens_write(_opens_parse(raw)) if raw else 0
+        if written:
+            r.incrby(rkey("metrics", "opens-drained"), written)  # read by /metrics
         if raw and not r.eval(_TRIM_IF_LOCKED, 2, key, lock_key, lock, len(raw)):
             logger.warning("The opens drain lock expired before the trim; the next drain will skip the replays.")
     finally:

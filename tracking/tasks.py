@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from . import live, outbound
 from .services import opens_drain, opens_pending
 
 # A bound on one run: at 5,000 opens a batch, 50 batches are 250,000 opens; what is left waits
@@ -22,3 +23,22 @@ def drain_opens() -> int:
         if opens_pending() >= before:  # another drainer holds the lock (or the pixel outpaces us)
             break
     return written
+
+
+@shared_task
+def publish_live() -> dict:
+    """Every second: campaign.progress for each campaign whose facts changed, queue.state when the
+    queue did (tracking/live.py)."""
+    return live.live_publish()
+
+
+@shared_task
+def deliver_webhooks() -> dict:
+    """A wake-up of the webhooks queue (after an event, and every 5 s from beat): deliver what is due."""
+    return outbound.webhooks_deliver_due()
+
+
+@shared_task
+def webhooks_upkeep() -> dict:
+    """Every minute: give up, disable, delete old, wake (tracking/outbound.py)."""
+    return outbound.webhooks_upkeep()

@@ -54,13 +54,18 @@ def test_the_sweeper_replaced_the_reaper_and_runs_every_20_seconds():
     assert (sweep.task, sweep.interval.every, sweep.interval.period) == ("campaigns.tasks.sweep", 20, "seconds")
 
 
+# Outgoing webhooks (issue 14) run on their own queue: customers' URLs must not hold up housekeeping.
+WEBHOOK_TASKS = {"tracking.tasks.deliver_webhooks", "tracking.tasks.webhooks_upkeep"}
+
+
 def test_every_scheduled_task_exists_in_the_celery_app_and_runs_on_the_housekeeping_queue(settings):
     app.loader.import_default_modules()  # what a worker does at start: every app's tasks module
     tasks_scheduled = set(PeriodicTask.objects.exclude(task="celery.backend_cleanup").values_list("task", flat=True))
     assert tasks_scheduled
     for task in tasks_scheduled:
         assert task in app.tasks
-        assert app.amqp.router.route({}, task)["queue"].name == settings.CELERY_QUEUE_NAMES["housekeeping"]
+        queue = "webhooks" if task in WEBHOOK_TASKS else "housekeeping"
+        assert app.amqp.router.route({}, task)["queue"].name == settings.CELERY_QUEUE_NAMES[queue]
 
 
 def test_due_scheduled_campaigns_are_started(org):
