@@ -68,7 +68,9 @@ class CampaignSerializer(strict.ModelSerializer):
     lead_count = serializers.IntegerField(min_value=1, max_value=settings.CAMPAIGN_MAX_LEAD_COUNT, required=False)
     from_email = serializers.EmailField(required=False, allow_blank=True)
     reply_to = serializers.EmailField(required=False, allow_blank=True)
-    send_rate_per_minute = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    send_rate_per_minute = serializers.IntegerField(
+        min_value=1, max_value=settings.CAMPAIGN_MAX_SEND_RATE_PER_MINUTE, required=False
+    )
     allowed_transitions = serializers.SerializerMethodField(help_text="Statuses reachable from the current one.")
     allowed_actions = serializers.SerializerMethodField(
         help_text="Actions (start, schedule, unschedule, pause, resume, cancel) allowed from the current status."

@@ -60,6 +60,8 @@ def test_it_creates_a_campaign_in_the_users_organization(alice_client, org):
         ("search_url", "https://evil.example.com/#/people?personTitles[]=cto"),
         ("search_url", "not a url"),
         ("from_email", "not-an-email"),
+        ("send_rate_per_minute", 0),
+        ("send_rate_per_minute", 600_001),
         ("channel", "carrier-pigeon"),
         ("status", "running"),
         ("organization", "globex"),
@@ -109,10 +111,14 @@ def test_it_stores_xss_and_sql_text_literally(alice_client):
 
 def test_it_accepts_the_longest_allowed_values(alice_client):
     response = alice_client.post(
-        URL, valid_payload(name="n" * 255, description="d" * 10_000, lead_count=50_000), format="json"
+        URL,
+        valid_payload(name="n" * 255, description="d" * 10_000, lead_count=50_000, send_rate_per_minute=600_000),
+        format="json",
     )
     assert response.status_code == 201
-    assert len(Campaign.objects.get().name) == 255
+    campaign = Campaign.objects.get()
+    # The send rate may reach CAMPAIGN_MAX_SEND_RATE_PER_MINUTE (10,000 msg/s): the shared bucket enforces it.
+    assert (len(campaign.name), campaign.send_rate_per_minute) == (255, 600_000)
 
 
 # --- list -------------------------------------------------------------------------------------
