@@ -41,8 +41,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Two processes (pytest-xdist), one per core, each a test installation of its own (its own test
+# database, Redis key prefix and queue names: campaigns_project/test_settings.py); a file's tests
+# stay together in one process. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps check-services lint
-	$(VENV)/bin/pytest -p no:cacheprovider --create-db
+	$(VENV)/bin/pytest -p no:cacheprovider --create-db -n $(TEST_WORKERS) --dist loadfile
 
 # The long fuzz run: schemathesis with more examples and the stateful phase, random seed, against
 # gunicorn on its own port and database (scripts/fuzz.py). `make test` runs a short one.

@@ -8,10 +8,15 @@ import os
 os.environ.setdefault("TESTING", "true")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Its own Redis keys and queue names, so a test run never takes another installation's messages (or
+# leaves its own to them); under pytest-xdist each worker process is an installation of its own, since
+# every test empties its installation's keys when it starts.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 os.environ.setdefault("INSTALLATION_ID", "cbo-test")
-os.environ.setdefault("REDIS_KEY_PREFIX", "cbo-test:")
-# Its own queue names too, so a test run never takes another installation's messages (or leaves its own to them).
-os.environ.setdefault("INSTALLATION_ID", "cbo-test")
+os.environ.setdefault("REDIS_KEY_PREFIX", os.environ["INSTALLATION_ID"] + ":")
+if _worker and not os.environ["INSTALLATION_ID"].endswith(f"-{_worker}"):  # child processes inherit it
+    os.environ["INSTALLATION_ID"] += f"-{_worker}"
+    os.environ["REDIS_KEY_PREFIX"] = os.environ["REDIS_KEY_PREFIX"].rstrip(":") + f"-{_worker}:"
 os.environ.setdefault("SANDBOX_CONTROLS_TTL_SECONDS", "0")  # tests flip switches and call at once
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("WEBHOOK_SECRET", "test-webhook-secret-0123456789")

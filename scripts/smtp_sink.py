@@ -3,12 +3,13 @@
 recipient) to a log file, written through at once, so a reader can count messages per address
 even after the sink or a sender was killed. Used by the fault tests and benchmarks/pipeline.py.
 
-    .venv/bin/python scripts/smtp_sink.py --port 2525 --log /tmp/sink.log
+    .venv/bin/python scripts/smtp_sink.py --port 2525 --log /tmp/sink.log [--delay-ms 20]
 
 It prints "ready <port>" once it listens. SIGTERM stops it.
 """
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
@@ -17,11 +18,14 @@ from aiosmtpd.controller import Controller
 
 
 class CountingHandler:
-    def __init__(self, log) -> None:
+    def __init__(self, log, delay: float = 0.0) -> None:
         self.log = log
+        self.delay = delay
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:  # a slower server: the fault tests' send batches last long enough to be hit
+            await asyncio.sleep(self.delay)
         with self.lock:
             for address in envelope.rcpt_tos:
                 self.log.write(address.lower() + "\n")
@@ -33,9 +37,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", required=True, help="file to append one line per accepted message to")
+    parser.add_argument("--delay-ms", type=float, default=0, help="wait this long before accepting each message")
     args = parser.parse_args()
     with open(args.log, "a", buffering=1) as log:
-        controller = Controller(CountingHandler(log), hostname="127.0.0.1", port=args.port)
+        controller = Controller(CountingHandler(log, args.delay_ms / 1000), hostname="127.0.0.1", port=args.port)
         controller.start()
         print(f"ready {args.port}", flush=True)
         stopped = threading.Event()

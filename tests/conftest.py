@@ -3,10 +3,58 @@ belongs to another organization and must never see Acme's data; anon has no cred
 
 import pytest
 from django.conf import settings
+from django.core import serializers
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from campaigns_project.redis import get_redis
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+# Rows the data migrations create (the sandbox toggles, the latch row, the beat schedule). A
+# transactional test ends with a flush that empties every table; pytest-django runs those tests last
+# so the others still see the rows, but pytest-xdist hands files to workers in any order. So the rows
+# are snapshotted once per test database and put back after each transactional test.
+MIGRATION_DATA_MODELS = (
+    "integrations.SandboxSetting",
+    "queue_control.QueueState",
+    "django_celery_beat.IntervalSchedule",
+    "django_celery_beat.CrontabSchedule",
+    "django_celery_beat.PeriodicTask",
+    "django_celery_beat.PeriodicTasks",
+)
+_migration_data: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_migration_data(request):
+    """Taken before the first transactional test, while the rows are as the migrations made them."""
+    if "json" not in _migration_data and _is_transactional(request.node):
+        from django.apps import apps
+
+        request.getfixturevalue("django_db_setup")
+        blocker = request.getfixturevalue("django_db_blocker")
+        with blocker.unblock():
+            _migration_data["json"] = serializers.serialize(
+                "json", [row for label in MIGRATION_DATA_MODELS for row in apps.get_model(label).objects.all()]
+            )
+        _migration_data["blocker"] = blocker
+
+
+def _is_transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        return True
+    return bool({"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if _migration_data and _is_transactional(item):
+        with _migration_data["blocker"].unblock(), transaction.atomic():
+            for row in serializers.deserialize("json", _migration_data["json"]):
+                row.save()
+    return result
 
 
 @pytest.fixture(autouse=True)

@@ -215,7 +215,13 @@ def test_put_replaces_the_content(alice_client, org):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("id", str(uuid.uuid4())), ("status", "completed"), ("organization", "acme"), ("progress", 9)]
+    ("field", "value"),
+    [
+        ("id", "7d2c4a52-0000-4000-8000-000000000001"),
+        ("status", "completed"),
+        ("organization", "acme"),
+        ("progress", 9),
+    ],
 )
 def test_it_refuses_immutable_fields(alice_client, org, field, value):
     campaign = CampaignFactory(organization=org, name="Same")

@@ -181,7 +181,10 @@ class SmtpSink:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        # 20 ms per message: a send batch (SEND_BATCH_SIZE 20) lasts about half a second, so a
+        # kill aimed at one in flight lands inside it, whatever the load on the machine.
         command = [PY, str(ROOT / "scripts" / "smtp_sink.py"), "--port", str(self.port), "--log", str(self.log)]
+        command += ["--delay-ms", "20"]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().startswith("ready"), "the sink did not start"
 
