@@ -167,3 +167,24 @@ def campaign_analytics(*, campaign: Campaign, now: datetime | None = None) -> di
     if campaign.channel == Campaign.Channel.INSTANTLY:
         result.update(instantly_analytics(campaign=campaign))
     return result
+
+
+def recipient_for_message_ids(*, message_ids: list[str]) -> tuple[Recipient, str] | None:
+    """The recipient one of our sent Message-IDs belongs to, and that Message-ID, trying
+    `message_ids` in order (a reply's In-Reply-To first, then its References newest first).
+
+    The one place a Message-ID we sent is looked up (inbound mail, the IMAP poller): the
+    Message-IDs of later sequence steps join here as a second source, same order. One query;
+    ids are compared with and without their angle brackets, as providers quote them both ways."""
+    bare = list(dict.fromkeys(mid.strip().strip("<>").strip() for mid in message_ids if mid and mid.strip("<> ")))
+    if not bare:
+        return None
+    forms = [form for mid in bare for form in (f"<{mid}>", mid)]
+    found = {
+        recipient.message_id.strip("<>"): recipient
+        for recipient in Recipient.objects.select_related("campaign").filter(message_id__in=forms)
+    }
+    for mid in bare:
+        if mid in found:
+            return found[mid], f"<{mid}>"
+    return None
