@@ -17,6 +17,14 @@ class Command(BaseCommand):
         "offers it and by polling otherwise, and record replies, auto-replies and bounces."
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """End the watch (SIGTERM does the same); handle() returns once every thread has stopped."""
+        self.stopping.set()
+
     def add_arguments(self, parser):
         parser.add_argument("--account", action="append", default=[], help="Only this account key (repeatable).")
         parser.add_argument(
@@ -32,7 +40,7 @@ class Command(BaseCommand):
             accounts = [a for a in accounts if a.key in account]
         if not accounts:
             return "No IMAP accounts to watch (set IMAP_ACCOUNTS)."
-        stop = threading.Event()
+        stop = self.stopping
         summaries: list[dict] = []
 
         def watch(one):
