@@ -18,12 +18,15 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status, viewsets
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from . import inbound, webhooks
 from .api import WebhookThrottle, WebhookUnauthorized
+
+# Relays post the message as it is; some cannot set message/rfc822 and say what they can.
+INBOUND_MEDIA_TYPES = ("message/rfc822", "application/octet-stream", "text/plain")
 
 
 class InboundMailTooLarge(APIException):
@@ -94,7 +97,7 @@ class InboundMailViewSet(viewsets.ViewSet):
             "subjects; RFC 3464 delivery-status reports are bounces) and records it once per "
             "Message-ID. An unmatched message is a 200 with `reason: unmatched`, so routes do not retry it."
         ),
-        request={"message/rfc822": OpenApiTypes.BINARY, "application/octet-stream": OpenApiTypes.BINARY},
+        request={media_type: OpenApiTypes.BINARY for media_type in INBOUND_MEDIA_TYPES},
         parameters=[
             OpenApiParameter(name, str, OpenApiParameter.HEADER, required=False, description=text)
             for name, text in (
@@ -119,6 +122,9 @@ class InboundMailViewSet(viewsets.ViewSet):
             declared = 0
         if declared > limit:
             raise InboundMailTooLarge(f"The message is {declared} bytes; at most {limit} are accepted.")
+        media_type = request.content_type.split(";")[0].strip().lower()
+        if media_type not in INBOUND_MEDIA_TYPES:
+            raise UnsupportedMediaType(media_type, detail=f"Expected one of: {', '.join(INBOUND_MEDIA_TYPES)}.")
         body = request.body
         if len(body) > limit:
             raise InboundMailTooLarge(f"The message is {len(body)} bytes; at most {limit} are accepted.")

@@ -412,3 +412,19 @@ def test_a_bad_imap_accounts_setting_stops_start_up_naming_the_field(raw, messag
 
 def test_imap_accounts_is_empty_by_default():
     assert imap_accounts_parse("") == [] and django_settings.IMAP_ACCOUNTS == []
+
+
+# --- the admin ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_which_mailboxes_are_failing_and_why(admin_client_logged_in):
+    ImapAccountState.objects.create(account_key="healthy-inbox", last_uid=41, messages_seen=41)
+    ImapAccountState.objects.create(
+        account_key="broken-inbox", consecutive_failures=3, last_error="LoginError: [AUTHENTICATIONFAILED]"
+    )
+    response = admin_client_logged_in.get("/admin/tracking/imapaccountstate/", {"failing": "yes"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "broken-inbox" in html and "AUTHENTICATIONFAILED" in html and "healthy-inbox" not in html
+    assert admin_client_logged_in.get("/admin/tracking/imapaccountstate/add/").status_code == 403

@@ -294,6 +294,13 @@ def test_undecodable_header_bytes_are_stored_as_replacement_characters(relay, er
     assert "Erin" in EmailEvent.objects.get().payload["subject"]
 
 
+def test_a_relay_may_post_the_message_as_octet_stream_or_text_but_not_as_json(relay, erin):
+    raw = mail(In_Reply_To=SENT_ID)
+    assert post(relay, raw, content_type="application/octet-stream").json()["recorded"] is True
+    response = post(relay, raw, content_type="application/json")
+    assert response.status_code == 415 and "message/rfc822" in response.json()["detail"]
+
+
 def test_an_oversize_message_is_a_413_naming_the_limit(relay, erin, settings):
     raw = mail(In_Reply_To=SENT_ID, body="x" * (settings.INBOUND_MAIL_MAX_BYTES + 1))
     response = post(relay, raw)
