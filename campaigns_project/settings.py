@@ -446,7 +446,7 @@ EVENT_TIME_MAX_AHEAD_SECONDS = env_int("EVENT_TIME_MAX_AHEAD_SECONDS", 3600, min
 # The inbound-mail endpoint (POST /api/v1/webhooks/inbound-mail/) takes raw MIME signed like the
 # generic webhook (Standard Webhooks) or with `Authorization: Bearer <secret>`. No secret: every
 # request is refused (401), so it is safe to leave unset where no relay posts mail.
-INBOUND_MAIL_SECRET = env_str("INBOUND_MAIL_SECRET", WEBHOOK_SECRET)
+INBOUND_MAIL_SECRET = env_str("INBOUND_MAIL_SECRET") or WEBHOOK_SECRET  # set but empty: the fallback too
 # A message larger than this is refused (413) before it is parsed; under Django's own body limit.
 INBOUND_MAIL_MAX_BYTES = env_int("INBOUND_MAIL_MAX_BYTES", 1024 * 1024, minimum=1024)
 _BODY_LIMIT = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own limit (not overridden here)

@@ -68,6 +68,8 @@ def checkout_env() -> dict[str, str]:
         # a second checkout on the same machine.
         "INSTALLATION_ID": pick("INSTALLATION_ID", "cbo-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]),
         "DEMO_ADMIN_PASSWORD": pick("DEMO_ADMIN_PASSWORD", secrets.token_urlsafe(9)),
+        # The inbound-mail endpoint's secret, so a reply can be posted to it (docs/flows/replies.md).
+        "INBOUND_MAIL_SECRET": pick("INBOUND_MAIL_SECRET", secrets.token_urlsafe(24)),
         "EMAIL_BACKEND": pick("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
         "EMAIL_FILE_PATH": pick("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
         # The Redis the operator asked for; REDIS_URL below is the one in use (maybe embedded).
@@ -143,6 +145,8 @@ def main() -> int:
             "-n", "webhooks@%h", "-Q", f"{installation}.webhooks",
         ],
         "beat": [*celery, "beat", "--loglevel", "info"],
+        # Replies as they arrive by IMAP IDLE (IMAP_ACCOUNTS; it waits while there is none).
+        "imap": [*manage, "imap_idle"],
     }  # fmt: skip
     for name, cmd in commands.items():
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,7 +157,8 @@ def main() -> int:
     print(
         f"\n  Admin:    {base}/admin/\n  Live:     {base}/admin/live/ (WebSocket ws://127.0.0.1:{PORT}/ws/live/)\n"
         f"  API:      {base}/api/v1/\n  API docs: {base}/api/docs/\n"
-        f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n\n"
+        f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n"
+        f"  Replies:  POST {base}/api/v1/webhooks/inbound-mail/ (Bearer INBOUND_MAIL_SECRET in {ENV_FILE})\n\n"
         f"{seeded.stdout}\nCtrl-C stops everything.\n",
         flush=True,
     )

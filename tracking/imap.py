@@ -289,10 +289,14 @@ def imap_watch(*, account: ImapAccount, stop: threading.Event, report: Callable[
                         stop.wait(WATCH_POLL_SECONDS)
                     if not stop.is_set():
                         poll(client)
-            except (*IMAP_ERRORS, ConnectionError) as exc:
+            except Exception as exc:  # the mailbox, or the database: either way, wait and start over
                 failures += 1
                 summary["errors"] += 1
-                logger.warning("IMAP watch of %s: %s; reconnecting", account.key, exc)
+                if isinstance(exc, (*IMAP_ERRORS, ConnectionError)):
+                    logger.warning("IMAP watch of %s: %s; reconnecting", account.key, exc)
+                else:
+                    logger.exception("IMAP watch of %s failed; starting over", account.key)
+                    connection.close()  # a broken database connection is not reused
                 stop.wait(min(WATCH_MAX_BACKOFF_SECONDS, 5 * 2 ** (failures - 1)))
             finally:
                 if client is not None:

@@ -337,16 +337,19 @@ def test_the_migration_creates_the_beat_row_once_on_the_housekeeping_queue():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_imap_idle_records_a_reply_as_it_arrives(dovecot, erin, settings):
+def test_imap_idle_picks_up_a_new_account_and_records_a_reply_as_it_arrives(dovecot, erin, settings):
     """The watcher runs in threads with their own database connections, hence a committed test."""
-    settings.IMAP_ACCOUNTS = [
-        {"key": "alice-inbox", "host": "127.0.0.1", "port": dovecot.port, "username": "alice",
-         "password": PASSWORD, "ssl": False, "folder": "INBOX"},
-    ]  # fmt: skip
+    settings.IMAP_ACCOUNTS = []
     answer, command = {}, ImapIdle()
+    command.refresh_seconds = 0.2
     runner = threading.Thread(target=lambda: answer.update(summary=command.handle(max_seconds=30)))
     runner.start()
     try:
+        time.sleep(0.5)  # watching nothing yet
+        settings.IMAP_ACCOUNTS = [
+            {"key": "alice-inbox", "host": "127.0.0.1", "port": dovecot.port, "username": "alice",
+             "password": PASSWORD, "ssl": False, "folder": "INBOX"},
+        ]  # fmt: skip
         deadline = time.monotonic() + 8
         while not ImapAccountState.objects.filter(account_key="alice-inbox", last_success_at__isnull=False).exists():
             assert time.monotonic() < deadline, "the watcher never completed its first poll"
@@ -366,11 +369,11 @@ def test_imap_idle_records_a_reply_as_it_arrives(dovecot, erin, settings):
 
 
 @pytest.mark.django_db
-def test_imap_idle_refuses_an_unknown_account_and_says_when_there_is_none(settings):
+def test_imap_idle_refuses_an_unknown_account_and_says_when_it_watched_none(settings):
     from django.core.management.base import CommandError
 
     settings.IMAP_ACCOUNTS = []
-    assert ImapIdle().handle() == "No IMAP accounts to watch (set IMAP_ACCOUNTS)."
+    assert ImapIdle().handle(max_seconds=0.3) == "No IMAP accounts were watched (set IMAP_ACCOUNTS)."
     with pytest.raises(CommandError, match="Unknown IMAP account: nope"):
         ImapIdle().handle(account=["nope"])
 
