@@ -133,6 +133,19 @@ def test_the_embedded_run_and_the_commands_beside_it(tmp_path):
         assert run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["sent"] > 0
         assert list((tmp_path / "mail").iterdir()), "no mail written to the local sink"
 
+        # A lead answers: the reply, posted to the inbound endpoint with the secret make run keeps
+        # in its environment file, is matched to the message sent and counted.
+        secret = re.search(r"^INBOUND_MAIL_SECRET=(\S{24,})$", env_file, re.MULTILINE).group(1)
+        sent = run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/recipients/").json()["results"][0]
+        reply = f"From: {sent['email']}\r\nIn-Reply-To: {sent['message_id']}\r\nSubject: Re: hi\r\n\r\nYes!\r\n"
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/webhooks/inbound-mail/",
+            content=reply.encode(),
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "message/rfc822"},
+        )
+        assert answer.status_code == 200 and answer.json()["recorded"] is True, answer.text
+        assert run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["replies"] == 1
+
         # The README's commands, with nothing set by hand, reach the same database and Redis.
         cleanup = manage(tmp_path, "cleanup_jobs", "--days", "0", "--dry-run")
         assert cleanup.returncode == 0, cleanup.stderr
