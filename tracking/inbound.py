@@ -60,6 +60,8 @@ AUTO_SUBJECT = re.compile(
 # Of a delivery-status report, only a final failure is a bounce; `delayed` and `delivered`
 # reports say nothing we act on.
 DSN_FAILED_ACTIONS = {"failed"}
+# Senders of bounces written in prose by MTAs that send no delivery-status report.
+BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}
 
 
 class InboundMailInvalid(ValidationError):
@@ -176,10 +178,12 @@ def mail_classify(message: EmailMessage) -> Classification:
         if groups and not failed:
             actions = sorted({g.get("action", "").lower() for g in groups})
             return Classification("ignored", [f"delivery-status report, action {', '.join(actions)}"])
-        status = next((g.get("status", "") for g in failed if g.get("status")), "")
-        return Classification(
-            "bounce", ["delivery-status report"], hard=not status.startswith("4"), status=status.split()[0][:16]
-        )
+        status = (next((g.get("status", "") for g in failed if g.get("status")), "").split() or [""])[0][:16]
+        return Classification("bounce", ["delivery-status report"], hard=not status.startswith("4"), status=status)
+    sender = next((address for _, address in getaddresses([_header(message, "From")]) if address), "")
+    if sender.split("@")[0].lower() in BOUNCE_SENDERS:
+        # A bounce in prose (no RFC 3464 report): no status to trust, so nothing is suppressed.
+        return Classification("bounce", [f"sender {sender[:80]} without a delivery-status report"], hard=False)
 
     reasons = []
     auto_submitted = _header(message, "Auto-Submitted").strip().lower()

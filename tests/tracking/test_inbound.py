@@ -347,6 +347,24 @@ def test_the_classifier_tells_automatic_replies_from_human_ones(headers, expecte
     assert inbound.mail_classify(message).kind == expected
 
 
+def test_a_dsn_without_a_status_is_a_hard_bounce():
+    raw = dsn().replace(b"Status: 5.1.1\r\n", b"")
+    result = inbound.mail_classify(inbound.mail_parse(raw))
+    assert (result.kind, result.hard, result.status) == ("bounce", True, "")
+
+
+def test_a_bounce_in_prose_from_mailer_daemon_is_a_soft_bounce_not_a_reply(relay, erin, settings):
+    raw = mail(
+        sender="MAILER-DAEMON@mx.example.org",
+        subject="failure notice",
+        body=f"I'm afraid I wasn't able to deliver your message.\n> {settings.SITE_URL}/t/o/{erin.token}.gif",
+    )
+    answer = post(relay, raw).json()
+    assert (answer["recorded"], answer["type"], answer["matched_by"]) == (True, "bounce", "token")
+    assert EmailEvent.objects.get().payload["bounce_type"] == "soft"
+    assert Recipient.objects.get(pk=erin.pk).status == "sent" and not Suppression.objects.exists()
+
+
 def test_the_classifier_reads_a_dsn_as_a_bounce_with_its_status():
     result = inbound.mail_classify(inbound.mail_parse(dsn(status="5.7.1")))
     assert (result.kind, result.hard, result.status) == ("bounce", True, "5.7.1")
