@@ -216,6 +216,7 @@ INSTANTLY_TYPES = {
     "link_clicked": EventType.CLICK,
     "reply_received": EventType.REPLY,
     "email_replied": EventType.REPLY,
+    "auto_reply_received": EventType.AUTO_REPLY,
     "email_bounced": EventType.BOUNCE,
     "lead_bounced": EventType.BOUNCE,
     "lead_unsubscribed": EventType.UNSUBSCRIBE,

@@ -368,3 +368,19 @@ def test_a_bounce_in_prose_from_mailer_daemon_is_a_soft_bounce_not_a_reply(relay
 def test_the_classifier_reads_a_dsn_as_a_bounce_with_its_status():
     result = inbound.mail_classify(inbound.mail_parse(dsn(status="5.7.1")))
     assert (result.kind, result.hard, result.status) == ("bounce", True, "5.7.1")
+
+
+# --- the first way: provider webhooks ------------------------------------------------------------
+
+
+def test_instantlys_auto_reply_webhook_is_recorded_as_an_auto_reply(relay, erin, settings):
+    settings.WEBHOOK_SECRETS = {**settings.WEBHOOK_SECRETS, "instantly": SECRET}
+    payload = {
+        "event_type": "auto_reply_received",
+        "timestamp": timezone.now().isoformat(),
+        "campaign_id": str(erin.campaign_id),
+        "lead_email": "erin@example.org",
+    }
+    response = relay.post("/api/v1/webhooks/instantly/", payload, format="json", HTTP_AUTHORIZATION=f"Bearer {SECRET}")
+    assert response.status_code == 200 and response.json()["recorded"] is True, response.content
+    assert EmailEvent.objects.get().type == EventType.AUTO_REPLY
