@@ -266,7 +266,8 @@ def imap_watch(*, account: ImapAccount, stop: threading.Event, report: Callable[
     def poll(client: IMAPClient | None) -> None:
         result = imap_poll(account=account, client=client)
         summary["polls"] += 1
-        summary["outcomes"].update({k: v for k, v in result.items() if isinstance(v, int) and k != "messages"})
+        counts = {k: v for k, v in result.items() if type(v) is int and k != "messages"}  # not `more`, a bool
+        summary["outcomes"].update(counts)
         if "error" in result:
             raise ConnectionError(result["error"])
         if report:

@@ -8,6 +8,7 @@ tmp_path: the mail processes into the mail directory, which is theirs, so they n
 tmp_path's parents (pytest keeps those private). As any other user, everything runs as that user,
 without chroot."""
 
+import contextlib
 import grp
 import importlib
 import os
@@ -70,6 +71,19 @@ class Dovecot:
 
 @pytest.fixture
 def dovecot(tmp_path):
+    with dovecot_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def dovecot_without_idle(tmp_path):
+    """A server whose capabilities after login leave IDLE out (dovecot's imap_capability)."""
+    with dovecot_server(tmp_path, extra="imap_capability = IMAP4rev1 LITERAL+ ENABLE\n") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def dovecot_server(tmp_path, *, extra: str = ""):
     binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
     assert Path(binary).exists() and Path("/usr/lib/dovecot/imap").exists(), "run `make system-deps` (dovecot-imapd)"
     root = tmp_path / "dovecot"
@@ -110,7 +124,7 @@ first_valid_uid = 1
 first_valid_gid = 1
 mailbox_idle_check_interval = 1 secs
 auth_failure_delay = 0 secs
-passdb {{
+{extra}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
@@ -376,6 +390,28 @@ def test_imap_idle_refuses_an_unknown_account_and_says_when_it_watched_none(sett
     assert ImapIdle().handle(max_seconds=0.3) == "No IMAP accounts were watched (set IMAP_ACCOUNTS)."
     with pytest.raises(CommandError, match="Unknown IMAP account: nope"):
         ImapIdle().handle(account=["nope"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_imap_watch_polls_a_server_that_offers_no_idle(dovecot_without_idle, erin, monkeypatch):
+    monkeypatch.setattr(imap, "WATCH_POLL_SECONDS", 0.3)
+    stop, summary = threading.Event(), {}
+    account = dovecot_without_idle.account()
+    with dovecot_without_idle.client() as client:
+        assert b"IDLE" not in client.capabilities()  # what the watcher will see
+    watcher = threading.Thread(target=lambda: summary.update(imap.imap_watch(account=account, stop=stop)))
+    watcher.start()
+    try:
+        dovecot_without_idle.append(mail(message_id="<polled@example.org>", In_Reply_To=SENT_ID))
+        deadline = time.monotonic() + 8
+        while not EmailEvent.objects.filter(recipient=erin, type=EventType.REPLY).exists():
+            assert time.monotonic() < deadline, "the polling watcher never read the message"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert summary["mode"] == "poll" and summary["outcomes"] == {"reply": 1}
+    assert summary["polls"] >= 1
 
 
 # --- accounts --------------------------------------------------------------------------------------
