@@ -1,21 +1,11 @@
 """The IMAP reply poller against a real IMAP server: a private dovecot started by each test on its
-own port, with its config, state and mail under tmp_path and passwd-file users; messages are put
-in the mailbox with imapclient's APPEND, as a mail server's delivery would, then polled.
-
-Dovecot refuses to run its login and mail processes as root, so when the tests run as root those
-run as `dovenull` and `nobody`, each chrooted (as dovecot does it) into its own directory under
-tmp_path: the mail processes into the mail directory, which is theirs, so they need no access to
-tmp_path's parents (pytest keeps those private). As any other user, everything runs as that user,
-without chroot."""
+own port, with its config, state and mail under tmp_path and passwd-file users
+(scripts/local_imap.py, which `make run` uses too); messages are put in the mailbox with
+imapclient's APPEND, as a mail server's delivery would, then polled."""
 
 import contextlib
-import grp
 import importlib
-import os
-import pwd
-import shutil
-import socket
-import subprocess
+import importlib.util
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +30,10 @@ from tracking.models import EmailEvent, ImapAccountState, Recipient
 from tracking.states import EventType
 
 PASSWORD = "alice-imap-pass"
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("local_imap", ROOT / "scripts" / "local_imap.py")
+local_imap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(local_imap)
 SENT_ID = "<20261201.step1@acme.example>"
 KEYWORD = "$OutreachProcessed"
 
@@ -47,7 +41,6 @@ KEYWORD = "$OutreachProcessed"
 @dataclass
 class Dovecot:
     port: int
-    log: Path
 
     def account(self, *, key="alice-inbox", password=PASSWORD, port=None) -> imap.ImapAccount:
         return imap.ImapAccount(
@@ -84,89 +77,13 @@ def dovecot_without_idle(tmp_path):
 
 @contextlib.contextmanager
 def dovecot_server(tmp_path, *, extra: str = ""):
-    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-    assert Path(binary).exists() and Path("/usr/lib/dovecot/imap").exists(), "run `make system-deps` (dovecot-imapd)"
-    root = tmp_path / "dovecot"
-    for name in ("run", "state", "mail"):
-        (root / name).mkdir(parents=True)
-    (root / "passwd").write_text(f"alice:{{PLAIN}}{PASSWORD}\n")
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:
-        login_user, mail_user = "dovenull", "nobody"
-        nobody = pwd.getpwnam(mail_user)
-        os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
-        # Paths inside the chroot: the mail processes see the mail directory as /.
-        chroot = f"mail_chroot = {root}/mail\nvalid_chroot_dirs = {root}/mail\n"
-        home, login_chroot = "/%u", "login"
-    else:
-        login_user = mail_user = me
-        chroot, home, login_chroot = "", f"{root}/mail/%u", ""
-    mail_group = grp.getgrgid(pwd.getpwnam(mail_user).pw_gid).gr_name
-    my_group = grp.getgrgid(os.getegid()).gr_name
+    assert local_imap.available(), "run `make system-deps` (dovecot-imapd)"
     port = free_port()
-    config = root / "dovecot.conf"
-    config.write_text(f"""
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-{chroot}mail_location = maildir:~/
-default_login_user = {login_user}
-default_internal_user = {me}
-default_internal_group = {my_group}
-mail_uid = {mail_user}
-mail_gid = {mail_group}
-first_valid_uid = 1
-first_valid_gid = 1
-mailbox_idle_check_interval = 1 secs
-auth_failure_delay = 0 secs
-{extra}passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
-}}
-userdb {{
-  driver = static
-  args = home={home}
-}}
-service imap-login {{
-  chroot = {login_chroot}
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-""")
-    process = subprocess.Popen(
-        [binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    server = Dovecot(port=port, log=root / "dovecot.log")
+    process = local_imap.start(tmp_path / "dovecot", port=port, password=PASSWORD, user="alice", extra=extra)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, f"dovecot exited: {server.log.read_text() if server.log.exists() else ''}"
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    if s.recv(64).startswith(b"* OK"):
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "dovecot did not answer in 15 s"
-            time.sleep(0.1)
-        yield server
+        yield Dovecot(port=port)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        local_imap.stop(process)
 
 
 @pytest.fixture
