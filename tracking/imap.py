@@ -68,6 +68,9 @@ class ImapAccount:
     password: str = field(repr=False)
     ssl: bool = True
     folder: str = "INBOX"
+    # An organization's own mailbox matches only that organization's recipients; None (the
+    # installation's accounts from settings) matches any.
+    organization_id: int | None = None
 
 
 def accounts_from_settings() -> list[ImapAccount]:
@@ -224,7 +227,7 @@ def _record(raw: bytes, account: ImapAccount) -> str:
     """One message through the shared path. Each is its own transaction (event_record's): replies
     are few, and one bad message must not undo the others."""
     try:
-        answer = inbound_mail_record(raw=raw, via="imap", account=account.key)
+        answer = inbound_mail_record(raw=raw, via="imap", account=account.key, organization_id=account.organization_id)
     except InboundMailInvalid as exc:
         logger.info("IMAP account %s: a message that is not readable mail was skipped: %s", account.key, exc)
         return "invalid"

@@ -231,14 +231,22 @@ def _candidate_tokens(message: EmailMessage) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
-def mail_match(message: EmailMessage, classification: Classification) -> tuple[Recipient, str] | None:
-    """The recipient a message answers (or bounces), and how it was found."""
-    found = selectors.recipient_for_message_ids(message_ids=_referenced_ids(message, classification))
+def mail_match(
+    message: EmailMessage, classification: Classification, *, organization_id: int | None = None
+) -> tuple[Recipient, str] | None:
+    """The recipient a message answers (or bounces), and how it was found; only among
+    `organization_id`'s recipients when given (mail read from that organization's mailbox)."""
+    found = selectors.recipient_for_message_ids(
+        message_ids=_referenced_ids(message, classification), organization_id=organization_id
+    )
     if found is not None:
         return found[0], f"message_id {found[1]}"
     tokens = _candidate_tokens(message)
     if tokens:
-        by_token = {r.token: r for r in Recipient.objects.select_related("campaign").filter(token__in=tokens)}
+        recipients = Recipient.objects.select_related("campaign").filter(token__in=tokens)
+        if organization_id is not None:
+            recipients = recipients.filter(campaign__organization_id=organization_id)
+        by_token = {r.token: r for r in recipients}
         for token in tokens:
             if token in by_token:
                 return by_token[token], "token"
@@ -259,8 +267,9 @@ def _occurred_at(message: EmailMessage) -> datetime | None:
 EVENT_TYPES = {EventType.REPLY: EventType.REPLY, EventType.AUTO_REPLY: EventType.AUTO_REPLY, "bounce": EventType.BOUNCE}
 
 
-def inbound_mail_record(*, raw: bytes, via: str, account: str = "") -> dict:
-    """Parse, classify, match and record one message. Returns what happened, e.g.
+def inbound_mail_record(*, raw: bytes, via: str, account: str = "", organization_id: int | None = None) -> dict:
+    """Parse, classify, match and record one message; with `organization_id` (an organization's
+    own mailbox), only that organization's recipients can match. Returns what happened, e.g.
     {"recorded": True, "type": "reply", "event_id": …, "matched_by": "message_id <…>"} or
     {"recorded": False, "reason": "unmatched"}. Raises InboundMailInvalid for what is no message."""
     message = mail_parse(raw)
@@ -271,7 +280,7 @@ def inbound_mail_record(*, raw: bytes, via: str, account: str = "") -> dict:
     if own_ids and selectors.recipient_for_message_ids(message_ids=own_ids[:1]) is not None:
         # Our own sent message (a BCC or a copy filed into the polled folder), not an answer to it.
         return {"recorded": False, "reason": "own message"}
-    found = mail_match(message, classification)
+    found = mail_match(message, classification, organization_id=organization_id)
     if found is None:
         return {"recorded": False, "reason": "unmatched", "type": str(classification.kind)}
     recipient, matched_by = found

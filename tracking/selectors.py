@@ -169,9 +169,12 @@ def campaign_analytics(*, campaign: Campaign, now: datetime | None = None) -> di
     return result
 
 
-def recipient_for_message_ids(*, message_ids: list[str]) -> tuple[Recipient, str] | None:
+def recipient_for_message_ids(
+    *, message_ids: list[str], organization_id: int | None = None
+) -> tuple[Recipient, str] | None:
     """The recipient one of our sent Message-IDs belongs to, and that Message-ID, trying
-    `message_ids` in order (a reply's In-Reply-To first, then its References newest first).
+    `message_ids` in order (a reply's In-Reply-To first, then its References newest first);
+    only among `organization_id`'s campaigns when given (an organization's own mailbox).
 
     The one place a Message-ID we sent is looked up (inbound mail, the IMAP poller): the
     Message-IDs of later sequence steps join here as a second source, same order. One query;
@@ -180,10 +183,10 @@ def recipient_for_message_ids(*, message_ids: list[str]) -> tuple[Recipient, str
     if not bare:
         return None
     forms = [form for mid in bare for form in (f"<{mid}>", mid)]
-    found = {
-        recipient.message_id.strip("<>"): recipient
-        for recipient in Recipient.objects.select_related("campaign").filter(message_id__in=forms)
-    }
+    recipients = Recipient.objects.select_related("campaign").filter(message_id__in=forms)
+    if organization_id is not None:
+        recipients = recipients.filter(campaign__organization_id=organization_id)
+    found = {recipient.message_id.strip("<>"): recipient for recipient in recipients}
     for mid in bare:
         if mid in found:
             return found[mid], f"<{mid}>"

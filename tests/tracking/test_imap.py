@@ -4,6 +4,7 @@ own port, with its config, state and mail under tmp_path and passwd-file users
 imapclient's APPEND, as a mail server's delivery would, then polled."""
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import threading
@@ -158,6 +159,19 @@ def test_the_poller_records_a_reply_and_an_auto_reply_and_marks_them_processed_n
         0,
         3,
     )
+
+
+@pytest.mark.django_db
+def test_an_organizations_mailbox_matches_only_that_organizations_recipients(dovecot, erin, other_org):
+    dovecot.append(mail(message_id="<r1@example.org>", In_Reply_To=SENT_ID))
+    account = dataclasses.replace(dovecot.account(), organization_id=other_org.pk)
+    assert imap.imap_poll(account=account)["unmatched"] == 1
+    ImapAccountState.objects.all().delete()  # read it again as Acme's own mailbox
+    with dovecot.client() as client:
+        client.select_folder("INBOX")
+        client.remove_flags([1], [KEYWORD.encode()])
+    account = dataclasses.replace(account, organization_id=erin.campaign.organization_id)
+    assert imap.imap_poll(account=account)["reply"] == 1
 
 
 @pytest.mark.django_db
