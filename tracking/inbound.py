@@ -40,6 +40,9 @@ MESSAGE_ID = re.compile(r"<([^<>\s]{1,250})>")
 # Tokens are secrets.token_urlsafe(24): 32 characters of the URL-safe alphabet.
 TOKEN = r"[A-Za-z0-9_-]{16,64}"
 PLUS_ADDRESS = re.compile(rf"^[^@+\s]+\+({TOKEN})@", re.IGNORECASE)
+# At most this many Message-IDs (the most recent of a thread) and tokens are looked up per message:
+# a hostile References header of thousands of ids must not become a query of thousands of values.
+MAX_CANDIDATES = 50
 # Headers a reply's own addresses may sit in once relays have rewritten To.
 ADDRESS_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
 
@@ -214,7 +217,7 @@ def _referenced_ids(message: EmailMessage, classification: Classification) -> li
             ids += _message_ids(_header(original, "Message-ID"))
     ids += _message_ids(_header(message, "In-Reply-To"))
     ids += list(reversed(_message_ids(_header(message, "References"))))  # newest last in the header
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(ids))[:MAX_CANDIDATES]
 
 
 def _candidate_tokens(message: EmailMessage) -> list[str]:
@@ -228,7 +231,7 @@ def _candidate_tokens(message: EmailMessage) -> list[str]:
     for part in message.walk():
         if part.get_content_maintype() == "text":
             tokens += tracking_url.findall(_text_of(part))
-    return list(dict.fromkeys(tokens))
+    return list(dict.fromkeys(tokens))[:MAX_CANDIDATES]
 
 
 def mail_match(

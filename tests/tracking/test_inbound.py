@@ -10,6 +10,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -108,6 +110,16 @@ def test_a_reply_is_matched_by_references_the_newest_of_ours_first(relay, erin, 
     raw = mail(References=f"<unrelated@elsewhere.example> {frank.message_id} {SENT_ID}")
     answer = post(relay, raw).json()
     assert answer["recorded"] is True and answer["recipient_id"] == erin.pk
+
+
+def test_a_thread_of_thousands_of_references_looks_up_only_the_newest(relay, erin, settings):
+    settings.INBOUND_MAIL_MAX_BYTES = 1024 * 1024
+    references = " ".join(f"<{i}@x>" for i in range(5_000)) + f" {SENT_ID}"
+    with CaptureQueriesContext(connection) as queries:
+        answer = post(relay, mail(References=references)).json()
+    assert answer["recorded"] is True and answer["recipient_id"] == erin.pk
+    lookups = [q["sql"] for q in queries.captured_queries if "message_id" in q["sql"] and "IN (" in q["sql"]]
+    assert lookups and all(q.count("@x") <= 2 * 50 for q in lookups)  # at most 50 ids, two forms each
 
 
 def test_message_ids_are_matched_with_or_without_angle_brackets(relay, campaign):
