@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -231,6 +231,12 @@ def _record(raw: bytes, account: ImapAccount) -> str:
     except InboundMailInvalid as exc:
         logger.info("IMAP account %s: a message that is not readable mail was skipped: %s", account.key, exc)
         return "invalid"
+    except DatabaseError:
+        raise  # not the message's fault: it stays unmarked and is read again next time
+    except Exception:
+        # A message that breaks the reader must not block the mailbox: logged, marked, skipped.
+        logger.exception("IMAP account %s: a message could not be read and was skipped", account.key)
+        return "failed"
     if answer["recorded"]:
         return answer["type"]
     return answer["reason"].split()[0]  # unmatched, duplicate, own, ignored

@@ -112,14 +112,19 @@ def mail_parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def _storable(text: str) -> str:
+    """Text PostgreSQL can store: undecodable bytes (surrogate escapes) become "?", NULs go."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 def _header(message: EmailMessage, name: str) -> str:
-    """A header's values as text that PostgreSQL can store (undecodable bytes become U+FFFD)."""
+    """A header's values as storable text; a header the parser cannot read counts as absent."""
     try:
         values = message.get_all(name) or []
         text = " ".join(str(value) for value in values)
-    except Exception:  # a header the default policy cannot parse is treated as absent
+    except Exception:  # the default policy's header parsers raise many types on hostile input
         return ""
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return _storable(text)
 
 
 def _message_ids(text: str) -> list[str]:
@@ -149,7 +154,7 @@ def _dsn_fields(message: EmailMessage) -> list[dict[str, str]]:
             text = _text_of(part)
             blocks = [email.message_from_string(chunk) for chunk in re.split(r"\r?\n\r?\n", text) if chunk.strip()]
         for block in blocks:
-            fields = {key.lower(): str(value).strip() for key, value in block.items()}
+            fields = {key.lower(): _storable(str(value)).strip() for key, value in block.items()}
             if "action" in fields or "status" in fields:
                 groups.append(fields)
     return groups

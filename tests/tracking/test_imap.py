@@ -227,6 +227,23 @@ def test_a_message_that_is_not_mail_is_skipped_and_not_read_again(dovecot, erin)
 
 
 @pytest.mark.django_db
+def test_a_message_that_breaks_the_reader_is_skipped_and_the_rest_are_read(dovecot, erin, monkeypatch):
+    dovecot.append(mail(message_id="<breaks@example.org>", In_Reply_To=SENT_ID))
+    dovecot.append(mail(message_id="<fine@example.org>", In_Reply_To=SENT_ID))
+    real = imap.inbound_mail_record
+
+    def fragile(*, raw, **kwargs):
+        if b"<breaks@example.org>" in raw:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(raw=raw, **kwargs)
+
+    monkeypatch.setattr(imap, "inbound_mail_record", fragile)
+    assert imap.imap_poll(account=dovecot.account())["failed"] == 1
+    assert EmailEvent.objects.get().provider_event_id == "mail:<fine@example.org>"
+    assert all(KEYWORD.encode() in flags for flags in dovecot.flags().values())
+
+
+@pytest.mark.django_db
 def test_a_refused_login_is_written_on_the_account_state_and_raises_nothing(dovecot, erin):
     result = imap.imap_poll(account=dovecot.account(password="wrong"))
     assert "error" in result and "LoginError" in result["error"]

@@ -300,6 +300,30 @@ def test_malformed_mime_is_a_400_naming_the_problem(relay, erin, raw, problem):
     assert not EmailEvent.objects.exists()
 
 
+NESTED = b"From: a@b.example\r\n" + b"".join(
+    f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode() for i in range(1000)
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@b.example\r\nSubject: =?utf-8?q?nul=00here?=\r\nIn-Reply-To: " + SENT_ID.encode() + b"\r\n\r\nx",
+        b"From: =?x-unknown?q?who?= <a@b.example>\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\n\xff\xfe",
+        b"From: a@b.example\r\nDate: Mon, 99 Foo 99999 99:99:99 +9999\r\nMessage-ID: <<<>>>\r\n\r\nx",
+        b"From: MAILER-DAEMON@x.example\r\nContent-Type: multipart/report; report-type=delivery-status;"
+        b' boundary="B"\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\n'
+        b"Status: 5.\xff\x00.1\r\n--B--\r\n",
+        NESTED,
+    ],
+    ids=["encoded-nul", "unknown-charset", "bad-date-and-ids", "binary-dsn-status", "deep-nesting"],
+)
+def test_hostile_but_readable_mail_is_answered_never_a_500(relay, erin, raw):
+    response = post(relay, raw)
+    assert response.status_code in (200, 400), response.content
+    assert response.json()
+
+
 def test_undecodable_header_bytes_are_stored_as_replacement_characters(relay, erin):
     raw = mail(In_Reply_To=SENT_ID).replace(b"Subject: Re: Hello Erin", b"Subject: Re: \xff\xfe Erin")
     assert post(relay, raw).json()["recorded"] is True
