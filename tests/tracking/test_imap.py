@@ -415,3 +415,14 @@ def test_the_admin_shows_which_mailboxes_are_failing_and_why(admin_client_logged
     assert response.status_code == 200
     assert "broken-inbox" in html and "AUTHENTICATIONFAILED" in html and "healthy-inbox" not in html
     assert admin_client_logged_in.get("/admin/tracking/imapaccountstate/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_count_the_failing_mailboxes(client, settings):
+    settings.METRICS_TOKEN = "metrics-token-0123456789"
+    settings.METRICS_CACHE_SECONDS = 0
+    ImapAccountState.objects.create(account_key="healthy-inbox")
+    ImapAccountState.objects.create(account_key="broken-inbox", consecutive_failures=2, last_error="refused")
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token-0123456789").content.decode()
+    assert 'cbo_imap_accounts{state="failing"} 1.0' in body
+    assert 'cbo_imap_accounts{state="healthy"} 1.0' in body
