@@ -60,7 +60,7 @@ def _rate(part: int, whole: int) -> float:
 
 def campaign_stats(*, campaign: Campaign) -> dict:
     """Sent, delivered, opens and clicks (unique and total, human and raw), bounces, complaints,
-    unsubscribes, replies and rates, from the campaign's counters: one indexed query, whatever
+    unsubscribes, replies, auto-replies and rates, from the campaign's counters: one query, whatever
     the campaign's size (see tracking/counters.py for why counters)."""
     c = counters_read(campaign_id=campaign.pk)
     sent = c.get("recipients.sent", 0)
@@ -90,6 +90,7 @@ def campaign_stats(*, campaign: Campaign) -> dict:
         "complaints": complaints,
         "unsubscribes": unsubscribes,
         "replies": replies,
+        "auto_replies": c.get("event.auto_reply", 0),  # out-of-office and the like: not in the reply rate
         "rates": {
             "delivery": _rate(delivered, sent),
             "bounce": _rate(bounces, sent),

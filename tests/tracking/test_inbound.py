@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from tracking import inbound, outbound
 from tracking.counters import counters_read
 from tracking.models import EmailEvent, Recipient, Suppression, WebhookEvent
+from tracking.selectors import campaign_stats
 from tracking.states import EventType
 
 pytestmark = pytest.mark.django_db
@@ -178,6 +179,8 @@ def test_an_out_of_office_answer_is_recorded_as_an_auto_reply(relay, erin):
     assert event.type == EventType.AUTO_REPLY
     assert event.payload["classification"] == ["Auto-Submitted: auto-replied", "subject"]
     assert Recipient.objects.get(pk=erin.pk).status == "sent"  # nothing else changes
+    stats = campaign_stats(campaign=erin.campaign)
+    assert (stats["replies"], stats["auto_replies"], stats["rates"]["reply"]) == (0, 1, 0)
 
 
 def dsn(*, action="failed", status="5.1.1", original_id=SENT_ID) -> bytes:
