@@ -9,7 +9,7 @@ counters, live updates and outgoing webhooks see these events as they see any ot
   with an automatic-reply mark (RFC 3834 Auto-Submitted other than `no`, X-Autoreply,
   X-Autorespond, Precedence auto_reply/bulk/junk, X-Auto-Response-Suppress) or an out-of-office
   subject is an auto-reply; anything else is a human reply.
-- **Matching** (`mail_match`): by the Message-IDs it answers (In-Reply-To, then References newest
+- **Matching** (`mail_read`, then `mail_match`): by the Message-IDs it answers (In-Reply-To, then References newest
   first; a bounce's embedded original headers first), through the one selector
   `selectors.recipient_for_message_ids`; otherwise by the tracking token in a plus-address
   (`replies+<token>@…`) or in our own tracking URLs quoted in the body.
@@ -240,16 +240,14 @@ def _candidate_tokens(message: EmailMessage) -> list[str]:
 
 
 def mail_match(
-    message: EmailMessage, classification: Classification, *, organization_id: int | None = None
+    *, message_ids: list[str], tokens: list[str], organization_id: int | None = None
 ) -> tuple[Recipient, str] | None:
-    """The recipient a message answers (or bounces), and how it was found; only among
-    `organization_id`'s recipients when given (mail read from that organization's mailbox)."""
-    found = selectors.recipient_for_message_ids(
-        message_ids=_referenced_ids(message, classification), organization_id=organization_id
-    )
+    """The recipient a message answers (or bounces), and how it was found: by the Message-IDs it
+    refers to, else by a tracking token; only among `organization_id`'s recipients when given
+    (mail read from that organization's mailbox)."""
+    found = selectors.recipient_for_message_ids(message_ids=message_ids, organization_id=organization_id)
     if found is not None:
         return found[0], f"message_id {found[1]}"
-    tokens = _candidate_tokens(message)
     if tokens:
         recipients = Recipient.objects.select_related("campaign").filter(token__in=tokens)
         if organization_id is not None:
@@ -275,32 +273,63 @@ def _occurred_at(message: EmailMessage) -> datetime | None:
 EVENT_TYPES = {EventType.REPLY: EventType.REPLY, EventType.AUTO_REPLY: EventType.AUTO_REPLY, "bounce": EventType.BOUNCE}
 
 
+@dataclass
+class ReadMail:
+    """What the recording needs from a message, read before any database work."""
+
+    classification: Classification
+    own_ids: list[str]
+    message_ids: list[str]
+    tokens: list[str]
+    occurred_at: datetime | None
+    sender: str
+    subject: str
+
+
+def mail_read(raw: bytes) -> ReadMail:
+    """Parse and read a message. Whatever in it trips the standard library's parsers (they raise
+    many types on hostile input) is InboundMailInvalid, a 400, never a 500."""
+    message = mail_parse(raw)
+    try:
+        classification = mail_classify(message)
+        return ReadMail(
+            classification=classification,
+            own_ids=_message_ids(_header(message, "Message-ID")),
+            message_ids=_referenced_ids(message, classification),
+            tokens=_candidate_tokens(message),
+            occurred_at=_occurred_at(message),
+            sender=_header(message, "From")[:254],
+            subject=_header(message, "Subject")[:200],
+        )
+    except Exception as exc:
+        raise InboundMailInvalid(f"The message cannot be read: {exc.__class__.__name__}.") from None
+
+
 def inbound_mail_record(*, raw: bytes, via: str, account: str = "", organization_id: int | None = None) -> dict:
     """Parse, classify, match and record one message; with `organization_id` (an organization's
     own mailbox), only that organization's recipients can match. Returns what happened, e.g.
     {"recorded": True, "type": "reply", "event_id": …, "matched_by": "message_id <…>"} or
     {"recorded": False, "reason": "unmatched"}. Raises InboundMailInvalid for what is no message."""
-    message = mail_parse(raw)
-    own_ids = _message_ids(_header(message, "Message-ID"))
-    classification = mail_classify(message)
+    mail = mail_read(raw)
+    classification, own_ids = mail.classification, mail.own_ids
     if classification.kind == "ignored":
         return {"recorded": False, "reason": "ignored", "classification": classification.reasons}
     if own_ids and selectors.recipient_for_message_ids(message_ids=own_ids[:1]) is not None:
         # Our own sent message (a BCC or a copy filed into the polled folder), not an answer to it.
         return {"recorded": False, "reason": "own message"}
-    found = mail_match(message, classification, organization_id=organization_id)
+    found = mail_match(message_ids=mail.message_ids, tokens=mail.tokens, organization_id=organization_id)
     if found is None:
         return {"recorded": False, "reason": "unmatched", "type": str(classification.kind)}
     recipient, matched_by = found
     event_type = EVENT_TYPES[classification.kind]
     event_key = own_ids[0] if own_ids else "sha256:" + hashlib.sha256(raw).hexdigest()
-    occurred_at, note = event_time_accept(_occurred_at(message))
+    occurred_at, note = event_time_accept(mail.occurred_at)
     payload = {
         "via": via,
         "account": account,
         "message_id": own_ids[0] if own_ids else "",
-        "from": _header(message, "From")[:254],
-        "subject": _header(message, "Subject")[:200],
+        "from": mail.sender,
+        "subject": mail.subject,
         "matched_by": matched_by,
         "classification": classification.reasons,
     }

@@ -327,6 +327,17 @@ def test_hostile_but_readable_mail_is_answered_never_a_500(relay, erin, raw):
     assert response.json()
 
 
+def test_a_message_the_readers_trip_over_is_a_400_and_records_nothing(relay, erin, monkeypatch):
+    def trip(message):
+        raise IndexError("the header parser's own bug")
+
+    monkeypatch.setattr(inbound, "_candidate_tokens", trip)
+    response = post(relay, mail(In_Reply_To=SENT_ID))
+    assert response.status_code == 400
+    assert response.json() == {"body": ["The message cannot be read: IndexError."]}
+    assert not EmailEvent.objects.exists()
+
+
 def test_undecodable_header_bytes_are_stored_as_replacement_characters(relay, erin):
     raw = mail(In_Reply_To=SENT_ID).replace(b"Subject: Re: Hello Erin", b"Subject: Re: \xff\xfe Erin")
     assert post(relay, raw).json()["recorded"] is True
