@@ -18,12 +18,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# Debian packages the tests drive: headless Chromium (admin browser tests) and docker-compose
-# (validates docker-compose.yml without an engine). Installed only when missing.
+# Debian packages the tests drive: headless Chromium (admin browser tests), docker-compose
+# (validates docker-compose.yml without an engine) and dovecot-imapd (the IMAP server the reply
+# poller's tests start on their own port, tests/tracking/test_imap.py). Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	test -x /usr/lib/dovecot/imap || missing="$$missing dovecot-imapd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -69,6 +69,7 @@ class ApiRootView(APIView):
                 .replace("%7D", "}"),
                 "webhooks/generic": url("webhook-generic"),
                 "webhooks/instantly": url("webhook-instantly"),
+                "webhooks/inbound-mail": url("inbound-mail-list"),
                 "schema": url("schema"),
                 "docs": url("api-docs"),
             }

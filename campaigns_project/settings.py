@@ -16,10 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from .env import env_bool, env_file_load, env_float, env_int, env_list, env_str
+from .env import env_bool, env_file_load, env_float, env_int, env_list, env_str, imap_accounts_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".run" / "env")
@@ -298,6 +299,7 @@ CELERY_TASK_ROUTES = {
     "tracking.tasks.publish_live": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.deliver_webhooks": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     "tracking.tasks.webhooks_upkeep": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
+    "tracking.tasks.poll_imap": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     # campaigns.tasks.work goes to the queue its job types belong to; campaigns.dispatch names it.
 }
 
@@ -439,6 +441,32 @@ WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 # event is recorded at the time received, and the answer says so.
 EVENT_TIME_MAX_AGE_DAYS = env_int("EVENT_TIME_MAX_AGE_DAYS", 30, minimum=1)
 EVENT_TIME_MAX_AHEAD_SECONDS = env_int("EVENT_TIME_MAX_AHEAD_SECONDS", 3600, minimum=0)
+
+# --- Replies by mail (docs/flows/replies.md: tracking/inbound.py, tracking/imap.py) ------------
+# The inbound-mail endpoint (POST /api/v1/webhooks/inbound-mail/) takes raw MIME signed like the
+# generic webhook (Standard Webhooks) or with `Authorization: Bearer <secret>`. No secret: every
+# request is refused (401), so it is safe to leave unset where no relay posts mail.
+INBOUND_MAIL_SECRET = env_str("INBOUND_MAIL_SECRET") or WEBHOOK_SECRET  # set but empty: the fallback too
+# A message larger than this is refused (413) before it is parsed; under Django's own body limit.
+INBOUND_MAIL_MAX_BYTES = env_int("INBOUND_MAIL_MAX_BYTES", 1024 * 1024, minimum=1024)
+_BODY_LIMIT = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own limit (not overridden here)
+if INBOUND_MAIL_MAX_BYTES > _BODY_LIMIT:
+    raise ImproperlyConfigured(f"INBOUND_MAIL_MAX_BYTES must be at most {_BODY_LIMIT}, got {INBOUND_MAIL_MAX_BYTES}")
+# Sender mailboxes the reply poller reads: a JSON list of {key, host, port?, username, password,
+# ssl?, folder?} (tracking.imap.imap_accounts). Empty by default.
+IMAP_ACCOUNTS = imap_accounts_parse(env_str("IMAP_ACCOUNTS", ""))
+IMAP_TIMEOUT_SECONDS = env_int("IMAP_TIMEOUT_SECONDS", 30, minimum=1)
+# IDLE is renewed this often (RFC 2177: servers may drop an IDLE after 30 minutes).
+IMAP_IDLE_SECONDS = env_int("IMAP_IDLE_SECONDS", 300, minimum=1)
+# A mailbox seen for the first time (or whose UIDVALIDITY changed) is read this far back.
+IMAP_LOOKBACK_DAYS = env_int("IMAP_LOOKBACK_DAYS", 14, minimum=1)
+# The keyword set on each message the poller has handled (a human's unread mail stays unread).
+IMAP_PROCESSED_KEYWORD = env_str("IMAP_PROCESSED_KEYWORD", "$OutreachProcessed")
+if not re.fullmatch(r"\$?[A-Za-z][A-Za-z0-9_]{0,62}", IMAP_PROCESSED_KEYWORD):
+    raise ImproperlyConfigured(f"IMAP_PROCESSED_KEYWORD must be an IMAP keyword atom, got {IMAP_PROCESSED_KEYWORD!r}")
+# Messages fetched per IMAP FETCH in one poll, and at most this many per account and poll.
+IMAP_FETCH_BATCH = env_int("IMAP_FETCH_BATCH", 50, minimum=1)
+IMAP_MAX_MESSAGES_PER_POLL = env_int("IMAP_MAX_MESSAGES_PER_POLL", 500, minimum=1)
 
 # --- Live operations (docs/flows/live.md) -----------------------------------------------------
 # The WebSocket's channel layer: the same Redis, its keys under the installation's prefix.

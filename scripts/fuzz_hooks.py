@@ -3,8 +3,8 @@
 Every request is authenticated as the demo user (FUZZ_TOKEN), except the webhooks, which are
 signed the way each provider signs, so the fuzzer reaches the payload parsers behind the
 signature instead of stopping at 401: `generic` with a Standard Webhooks signature of the exact
-body sent, `instantly` with its Bearer secret and a fresh `timestamp`. The key is the fuzzed
-server's WEBHOOK_SECRET (FUZZ_WEBHOOK_SECRET).
+body sent, `instantly` with its Bearer secret and a fresh `timestamp`, `inbound-mail` with its
+Bearer secret. The key is the fuzzed server's WEBHOOK_SECRET (FUZZ_WEBHOOK_SECRET).
 
 Half of the cases with an id in the path (chosen by a hash of the case, so a seeded run repeats)
 aim at the demo objects (FUZZ_IDS) instead of a random id: random ids only ever meet a 404, and
@@ -63,6 +63,9 @@ def before_call(context, case, kwargs):
         else:  # no body at all (schemathesis' NOT_SET): sign the empty one
             body = b""
         headers.update(_generic_headers(body))
+    elif path.endswith("/webhooks/inbound-mail/"):
+        # The inbound-mail secret defaults to WEBHOOK_SECRET: the fuzzer reaches the MIME parser.
+        headers["Authorization"] = "Bearer " + os.environ["FUZZ_WEBHOOK_SECRET"]
     elif path.endswith("/webhooks/instantly/"):
         if isinstance(case.body, dict):
             case.body = {**case.body, "timestamp": datetime.now(UTC).isoformat()}

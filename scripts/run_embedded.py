@@ -15,9 +15,11 @@ environment does not set; a variable given to `make run` wins and is remembered.
 """
 
 import hashlib
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +70,10 @@ def checkout_env() -> dict[str, str]:
         # a second checkout on the same machine.
         "INSTALLATION_ID": pick("INSTALLATION_ID", "cbo-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]),
         "DEMO_ADMIN_PASSWORD": pick("DEMO_ADMIN_PASSWORD", secrets.token_urlsafe(9)),
+        # The inbound-mail endpoint's secret, so a reply can be posted to it (docs/flows/replies.md),
+        # and the password of the local IMAP mailbox whose replies the watcher reads.
+        "INBOUND_MAIL_SECRET": pick("INBOUND_MAIL_SECRET", secrets.token_urlsafe(24)),
+        "LOCAL_IMAP_PASSWORD": pick("LOCAL_IMAP_PASSWORD", secrets.token_urlsafe(12)),
         "EMAIL_BACKEND": pick("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
         "EMAIL_FILE_PATH": pick("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
         # The Redis the operator asked for; REDIS_URL below is the one in use (maybe embedded).
@@ -77,6 +83,12 @@ def checkout_env() -> dict[str, str]:
         if os.environ.get(optional) or saved.get(optional):
             values[optional] = pick(optional, "")
     return values
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pump(name: str, proc: subprocess.Popen) -> None:
@@ -114,6 +126,36 @@ def main() -> int:
         "PYTHONUNBUFFERED": "1",
     }
 
+    # A local IMAP mailbox (dovecot, when `make system-deps` installed it) unless IMAP_ACCOUNTS names
+    # real ones: replies appended to its INBOX are read by the watcher (docs/flows/replies.md).
+    local_imap = ""
+    if not env.get("IMAP_ACCOUNTS") and (ROOT / "scripts" / "local_imap.py").exists():
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import local_imap as imap_server
+
+        if imap_server.available():
+            imap_port = free_port()
+            proc = subprocess.Popen(
+                [PY, str(ROOT / "scripts" / "local_imap.py"), "serve", "--dir", str(RUN_DIR / "imap"),
+                 "--port", str(imap_port), "--password", values["LOCAL_IMAP_PASSWORD"]],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            ready = proc.stdout.readline()
+            if ready.startswith("ready"):
+                children.append(("imapd", proc))
+                threading.Thread(target=pump, args=("imapd", proc), daemon=True).start()
+                env["IMAP_ACCOUNTS"] = json.dumps(
+                    [{"key": "local-demo", "host": "127.0.0.1", "port": imap_port, "username": imap_server.USER,
+                      "password": values["LOCAL_IMAP_PASSWORD"], "ssl": False}]
+                )  # fmt: skip
+                local_imap = (
+                    f"  IMAP:     127.0.0.1:{imap_port}, user {imap_server.USER}, password LOCAL_IMAP_PASSWORD in the"
+                    f" env file; append a reply: scripts/local_imap.py append --port {imap_port} --password … r.eml\n"
+                )
+            else:  # make run goes on without it: the inbound endpoint still takes replies
+                print(f"The local IMAP server did not start: {ready}{proc.stdout.read()}", flush=True)
+                proc.wait()
+
     manage = [PY, str(ROOT / "manage.py")]
     print("Migrating the SQLite database…", flush=True)
     subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], env=env, check=True, cwd=ROOT)
@@ -143,6 +185,8 @@ def main() -> int:
             "-n", "webhooks@%h", "-Q", f"{installation}.webhooks",
         ],
         "beat": [*celery, "beat", "--loglevel", "info"],
+        # Replies as they arrive by IMAP IDLE (IMAP_ACCOUNTS; it waits while there is none).
+        "imap": [*manage, "imap_idle"],
     }  # fmt: skip
     for name, cmd in commands.items():
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,7 +197,9 @@ def main() -> int:
     print(
         f"\n  Admin:    {base}/admin/\n  Live:     {base}/admin/live/ (WebSocket ws://127.0.0.1:{PORT}/ws/live/)\n"
         f"  API:      {base}/api/v1/\n  API docs: {base}/api/docs/\n"
-        f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n\n"
+        f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n"
+        f"  Replies:  POST {base}/api/v1/webhooks/inbound-mail/ (Bearer INBOUND_MAIL_SECRET in {ENV_FILE})\n"
+        f"{local_imap}\n"
         f"{seeded.stdout}\nCtrl-C stops everything.\n",
         flush=True,
     )

@@ -155,5 +155,6 @@ class LinkAdmin(admin.ModelAdmin):
         return False
 
 
-# The live dashboard and the outgoing webhooks' pages (tracking/admin_live.py).
-from . import admin_live  # noqa: E402, F401
+# The live dashboard and the outgoing webhooks' pages (tracking/admin_live.py), the IMAP reply
+# poller's accounts (tracking/admin_inbound.py).
+from . import admin_inbound, admin_live  # noqa: E402, F401

@@ -3,7 +3,7 @@ campaign router's detail routes. A trailing slash is optional, as on the campaig
 
 from django.urls import re_path
 
-from . import api, api_live
+from . import api, api_inbound, api_live
 from .states import EventType
 
 urlpatterns = [
@@ -28,6 +28,8 @@ urlpatterns = [
     # One route per provider, each with its own verifier and schema; any other provider is a 404.
     re_path(r"^webhooks/generic/?$", api.GenericWebhookView.as_view(), name="webhook-generic"),
     re_path(r"^webhooks/instantly/?$", api.InstantlyWebhookView.as_view(), name="webhook-instantly"),
+    # Raw MIME from relays and ESP inbound routes (tracking/api_inbound.py, docs/flows/replies.md).
+    *api_inbound.urlpatterns,
     # Live operations: progress for clients that poll, outgoing webhook endpoints (tracking/api_live.py).
     *api_live.urlpatterns,
 ]

@@ -4,8 +4,8 @@ Read at scrape time by one collector (prometheus-client's custom-collector API),
 process answers the same figures without a multiprocess registry: the latch and the gate, every
 breaker, campaigns and jobs by status (and type), the mails sent (a counter: `rate()` of it is
 the send rate), recipients by status, outgoing webhook deliveries and attempts, the pixel's opens
-waiting in Redis and drained. The database figures are cached for METRICS_CACHE_SECONDS, so
-several scrapers cost one set of queries.
+waiting in Redis and drained, the IMAP accounts the reply poller reads (failing or not). The
+database figures are cached for METRICS_CACHE_SECONDS, so several scrapers cost one set of queries.
 
 Protected unless DEBUG: `Authorization: Bearer <METRICS_TOKEN>` or a staff session.
 """
@@ -28,7 +28,7 @@ from queue_control.gate import gate_open
 from queue_control.models import QueueState
 from queue_control.selectors import breakers_status
 
-from .models import CampaignCounter, WebhookDelivery, WebhookEndpoint
+from .models import CampaignCounter, ImapAccountState, WebhookDelivery, WebhookEndpoint
 from .services import opens_pending
 
 PREFIX = "cbo"
@@ -51,6 +51,8 @@ def _database_figures() -> dict:
         ),
         "deliveries": list(WebhookDelivery.objects.order_by().values_list("status").annotate(n=Count("pk"))),
         "endpoints": list(WebhookEndpoint.objects.order_by().values_list("is_active").annotate(n=Count("pk"))),
+        "imap_failing": ImapAccountState.objects.filter(consecutive_failures__gt=0).count(),
+        "imap_total": ImapAccountState.objects.count(),
     }
     if settings.METRICS_CACHE_SECONDS:
         cache.set(CACHE_KEY, figures, settings.METRICS_CACHE_SECONDS)
@@ -129,6 +131,12 @@ class ProductCollector:
         endpoints.add_metric(["active"], active.get(True, 0))
         endpoints.add_metric(["disabled"], active.get(False, 0))
         yield endpoints
+        imap_accounts = GaugeMetricFamily(
+            f"{PREFIX}_imap_accounts", "Mailboxes the reply poller reads, by health.", labels=["state"]
+        )
+        imap_accounts.add_metric(["failing"], figures["imap_failing"])
+        imap_accounts.add_metric(["healthy"], figures["imap_total"] - figures["imap_failing"])
+        yield imap_accounts
 
         try:
             buffered = opens_pending()

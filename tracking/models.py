@@ -143,5 +143,7 @@ class CampaignCounter(models.Model):
         return f"{self.metric}[{self.shard}]={self.value}"
 
 
-# Outgoing webhooks live in their own module (tracking/models_outbound.py).
+# Outgoing webhooks live in their own module (tracking/models_outbound.py), the IMAP reply
+# poller's place in each mailbox in tracking/models_inbound.py.
+from .models_inbound import ImapAccountState  # noqa: E402, F401
 from .models_outbound import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401

@@ -31,6 +31,7 @@ class WebhookEventType(models.TextChoices):
     EMAIL_OPENED = "email.opened"
     EMAIL_CLICKED = "email.clicked"
     EMAIL_REPLIED = "email.replied"
+    EMAIL_AUTO_REPLIED = "email.auto_replied"
     EMAIL_BOUNCED = "email.bounced"
     EMAIL_UNSUBSCRIBED = "email.unsubscribed"
     EMAIL_COMPLAINED = "email.complained"

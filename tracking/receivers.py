@@ -35,6 +35,7 @@ EMAIL_EVENT_TYPES = {
     EventType.OPEN: WebhookEventType.EMAIL_OPENED,
     EventType.CLICK: WebhookEventType.EMAIL_CLICKED,
     EventType.REPLY: WebhookEventType.EMAIL_REPLIED,
+    EventType.AUTO_REPLY: WebhookEventType.EMAIL_AUTO_REPLIED,
     EventType.BOUNCE: WebhookEventType.EMAIL_BOUNCED,
     EventType.UNSUBSCRIBE: WebhookEventType.EMAIL_UNSUBSCRIBED,
     EventType.COMPLAIN: WebhookEventType.EMAIL_COMPLAINED,

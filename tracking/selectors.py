@@ -60,7 +60,7 @@ def _rate(part: int, whole: int) -> float:
 
 def campaign_stats(*, campaign: Campaign) -> dict:
     """Sent, delivered, opens and clicks (unique and total, human and raw), bounces, complaints,
-    unsubscribes, replies and rates, from the campaign's counters: one indexed query, whatever
+    unsubscribes, replies, auto-replies and rates, from the campaign's counters: one query, whatever
     the campaign's size (see tracking/counters.py for why counters)."""
     c = counters_read(campaign_id=campaign.pk)
     sent = c.get("recipients.sent", 0)
@@ -90,6 +90,7 @@ def campaign_stats(*, campaign: Campaign) -> dict:
         "complaints": complaints,
         "unsubscribes": unsubscribes,
         "replies": replies,
+        "auto_replies": c.get("event.auto_reply", 0),  # out-of-office and the like: not in the reply rate
         "rates": {
             "delivery": _rate(delivered, sent),
             "bounce": _rate(bounces, sent),
@@ -167,3 +168,27 @@ def campaign_analytics(*, campaign: Campaign, now: datetime | None = None) -> di
     if campaign.channel == Campaign.Channel.INSTANTLY:
         result.update(instantly_analytics(campaign=campaign))
     return result
+
+
+def recipient_for_message_ids(
+    *, message_ids: list[str], organization_id: int | None = None
+) -> tuple[Recipient, str] | None:
+    """The recipient one of our sent Message-IDs belongs to, and that Message-ID, trying
+    `message_ids` in order (a reply's In-Reply-To first, then its References newest first);
+    only among `organization_id`'s campaigns when given (an organization's own mailbox).
+
+    The one place a Message-ID we sent is looked up (inbound mail, the IMAP poller): the
+    Message-IDs of later sequence steps join here as a second source, same order. One query;
+    ids are compared with and without their angle brackets, as providers quote them both ways."""
+    bare = list(dict.fromkeys(mid.strip().strip("<>").strip() for mid in message_ids if mid and mid.strip("<> ")))
+    if not bare:
+        return None
+    forms = [form for mid in bare for form in (f"<{mid}>", mid)]
+    recipients = Recipient.objects.select_related("campaign").filter(message_id__in=forms)
+    if organization_id is not None:
+        recipients = recipients.filter(campaign__organization_id=organization_id)
+    found = {recipient.message_id.strip("<>"): recipient for recipient in recipients}
+    for mid in bare:
+        if mid in found:
+            return found[mid], f"<{mid}>"
+    return None

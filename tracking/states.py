@@ -20,6 +20,7 @@ class EventType(models.TextChoices):
     CLICK = "click"
     BOUNCE = "bounce"
     REPLY = "reply"
+    AUTO_REPLY = "auto_reply"
     FORWARD = "forward"
     UNSUBSCRIBE = "unsubscribe"
     COMPLAIN = "complain"

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import live, outbound
+from . import imap, live, outbound
 from .services import opens_drain, opens_pending
 
 # A bound on one run: at 5,000 opens a batch, 50 batches are 250,000 opens; what is left waits
@@ -42,3 +42,9 @@ def deliver_webhooks() -> dict:
 def webhooks_upkeep() -> dict:
     """Every minute: give up, disable, delete old, wake (tracking/outbound.py)."""
     return outbound.webhooks_upkeep()
+
+
+@shared_task
+def poll_imap() -> dict:
+    """Every minute: read new mail in every IMAP account and record replies (tracking/imap.py)."""
+    return imap.imap_poll_all()

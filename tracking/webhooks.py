@@ -69,9 +69,12 @@ class StandardWebhooksVerifier:
     def expected(self, *, key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
         return hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
 
+    def key(self) -> bytes:
+        return webhook_secret(self.provider)
+
     def verify(self, *, headers, body: bytes) -> str:
         """The verified webhook-id; raises WebhookRefused."""
-        key = webhook_secret(self.provider)
+        key = self.key()
         if not key:
             raise WebhookRefused("No webhook secret is configured for this provider.")
         msg_id, timestamp, signatures = (headers.get(name, "").strip() for name in self.headers)
@@ -97,7 +100,7 @@ class StandardWebhooksVerifier:
     def sign(self, *, body: bytes, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
         """The headers a sender adds (our tests and tools, e.g. the fuzz harness)."""
         stamp = str(int(time.time()) if timestamp is None else timestamp)
-        digest = self.expected(key=webhook_secret(self.provider), msg_id=msg_id, timestamp=stamp, body=body)
+        digest = self.expected(key=self.key(), msg_id=msg_id, timestamp=stamp, body=body)
         return {
             "webhook-id": msg_id,
             "webhook-timestamp": stamp,
@@ -213,6 +216,7 @@ INSTANTLY_TYPES = {
     "link_clicked": EventType.CLICK,
     "reply_received": EventType.REPLY,
     "email_replied": EventType.REPLY,
+    "auto_reply_received": EventType.AUTO_REPLY,
     "email_bounced": EventType.BOUNCE,
     "lead_bounced": EventType.BOUNCE,
     "lead_unsubscribed": EventType.UNSUBSCRIBE,

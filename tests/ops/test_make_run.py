@@ -3,6 +3,7 @@ started through the API walks to completed, the README's commands work beside it
 variable set by hand, and Ctrl-C stops every process. A restart after reset_state gives the
 product back, with the same admin password."""
 
+import importlib.util
 import os
 import re
 import signal
@@ -16,6 +17,9 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+_spec = importlib.util.spec_from_file_location("local_imap", ROOT / "scripts" / "local_imap.py")
+local_imap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(local_imap)
 pytestmark = pytest.mark.slow
 # What a fresh shell in a fresh clone has not set: the commands must find it all in .run/env.
 NOT_SET_BY_HAND = (
@@ -132,6 +136,31 @@ def test_the_embedded_run_and_the_commands_beside_it(tmp_path):
         assert status["status"] == "completed", status
         assert run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["sent"] > 0
         assert list((tmp_path / "mail").iterdir()), "no mail written to the local sink"
+
+        # A lead answers: the reply, posted to the inbound endpoint with the secret make run keeps
+        # in its environment file, is matched to the message sent and counted.
+        secret = re.search(r"^INBOUND_MAIL_SECRET=(\S{24,})$", env_file, re.MULTILINE).group(1)
+        sent = run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/recipients/").json()["results"][0]
+        reply = f"From: {sent['email']}\r\nIn-Reply-To: {sent['message_id']}\r\nSubject: Re: hi\r\n\r\nYes!\r\n"
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/webhooks/inbound-mail/",
+            content=reply.encode(),
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "message/rfc822"},
+        )
+        assert answer.status_code == 200 and answer.json()["recorded"] is True, answer.text
+        assert run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()["replies"] == 1
+
+        # Another reply lands in the local IMAP mailbox make run started: the watcher reads it.
+        imap_port = int(re.search(r"IMAP: +127\.0\.0\.1:(\d+)", run.text).group(1))
+        imap_password = re.search(r"^LOCAL_IMAP_PASSWORD=(\S+)$", env_file, re.MULTILINE).group(1)
+        by_imap = reply.replace("Subject: Re: hi", "Message-ID: <by-imap@example.org>\r\nSubject: Re: hi")
+        local_imap.append(port=imap_port, password=imap_password, raw=by_imap.encode())
+        for _ in range(100):
+            stats = run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/stats/").json()
+            if stats["replies"] == 2:
+                break
+            time.sleep(0.2)
+        assert stats["replies"] == 2, "the reply in the local IMAP mailbox was not read"
 
         # The README's commands, with nothing set by hand, reach the same database and Redis.
         cleanup = manage(tmp_path, "cleanup_jobs", "--days", "0", "--dry-run")
