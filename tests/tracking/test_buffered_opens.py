@@ -16,7 +16,7 @@ from tests.factories import CampaignFactory
 from tracking import tasks
 from tracking.counters import counters_read
 from tracking.models import EmailEvent, Recipient
-from tracking.services import OPENS_CONNECTION_NAME, _opens_channel, opens_drain, opens_pending
+from tracking.opens import OPENS_CONNECTION_NAME, _opens_channel, opens_drain, opens_pending
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,240 @@
+"""Recording a recipient's events (opens, clicks, bounces, complaints, unsubscribes, provider
+webhooks) with what follows from them: first-seen timestamps, counters, status, suppression.
+Re-exported by tracking.services, the app's write API.
+"""
+
+import random
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from .counters import COUNTER_SHARDS, counters_add
+from .models import EmailEvent, Recipient
+from .receivers import email_events_emit
+from .recipients import recipients_transition, suppression_add
+from .states import (
+    EVENT_EFFECTS,
+    EventType,
+    RecipientStatus,
+)
+
+# The Recipient fields that say when an open or a click was first seen, of any kind and by a human.
+FIRST_SEEN_FIELDS = {
+    EventType.OPEN: ("first_opened_at", "first_human_opened_at"),
+    EventType.CLICK: ("first_clicked_at", "first_human_clicked_at"),
+}
+# Events a recipient can have only once from our own URLs: a second unsubscribe POST (a mail
+# client retrying, a person clicking twice) records nothing. Keyed by recipient, so the unique
+# (source, provider_event_id) constraint makes it hold under concurrent POSTs too.
+ONCE_PER_RECIPIENT = {EventType.UNSUBSCRIBE}
+
+
+def seen_metrics(*, type: str, events: int, human_events: int, first: int = 0, first_human: int = 0) -> dict[str, int]:
+    """The counters a number of recorded events of one type add: all and human events, and the
+    recipients whose first (human) event of that type they are. Shared by event_record and
+    opens_drain, so a single event and a drained batch count the same way."""
+    return {
+        f"event.{type}": events,
+        f"event.{type}.human": human_events,
+        f"unique.{type}": first,
+        f"unique.{type}.human": first_human,
+    }
+
+
+def event_record(
+    *,
+    type: str,
+    token: str | None = None,
+    recipient_id: int | None = None,
+    occurred_at: datetime | None = None,
+    is_machine: bool = False,
+    link_id: int | None = None,
+    user_agent: str = "",
+    ip: str | None = None,
+    source: str = "tracking",
+    provider_event_id: str | None = None,
+    payload: dict | None = None,
+    with_effects: bool = True,
+) -> EmailEvent | None:
+    """Record one event of a recipient (found by token or id) in one transaction, with what follows
+    from it: the first-seen timestamps, the counters and, for bounces, complaints and unsubscribes,
+    the recipient's status and the organization's suppression list.
+
+    Returns None, writing nothing, for an unknown recipient or a provider event already recorded.
+    (The public pixel and click URLs use `event_record_seen`, the same facts in one statement.)"""
+    occurred_at = occurred_at or timezone.now()
+    lookup = {"token": token} if token is not None else {"pk": recipient_id}
+    first_fields = FIRST_SEEN_FIELDS.get(type, ())
+    with transaction.atomic():
+        # Lock the recipient row: of two simultaneous first opens, only one may count as unique.
+        row = Recipient.objects.select_for_update().filter(**lookup).values("id", "campaign_id", *first_fields).first()
+        if row is None:
+            return None
+        if provider_event_id is None and type in ONCE_PER_RECIPIENT:
+            provider_event_id = f"{type}:{row['id']}"
+        event = EmailEvent(
+            recipient_id=row["id"],
+            campaign_id=row["campaign_id"],
+            type=type,
+            occurred_at=occurred_at,
+            link_id=link_id,
+            user_agent=user_agent[:512],
+            ip=ip,
+            is_machine=is_machine,
+            source=source,
+            provider_event_id=provider_event_id,
+            payload=payload or {},
+        )
+        if provider_event_id is None:
+            event.save()
+        else:
+            try:
+                with transaction.atomic():  # a savepoint, so a replay leaves the outer transaction usable
+                    event.save()
+            except IntegrityError:
+                return None  # this provider event was recorded before: a replay changes nothing
+
+        first_seen = {}
+        if first_fields:
+            any_field, human_field = first_fields
+            if row[any_field] is None:
+                first_seen[any_field] = occurred_at
+            if not is_machine and row[human_field] is None:
+                first_seen[human_field] = occurred_at
+        metrics = seen_metrics(
+            type=type,
+            events=1,
+            human_events=0 if is_machine else 1,
+            first=1 if first_fields and first_fields[0] in first_seen else 0,
+            first_human=1 if first_fields and first_fields[1] in first_seen else 0,
+        )
+        if first_seen:
+            Recipient.objects.filter(pk=row["id"]).update(**first_seen)
+        counters_add(campaign_id=row["campaign_id"], metrics=metrics)
+
+        if with_effects and type in EVENT_EFFECTS:
+            to_status, reason = EVENT_EFFECTS[type]
+            recipients_transition(campaign_id=row["campaign_id"], to_status=to_status, ids=[row["id"]])
+            email, organization_id = Recipient.objects.filter(pk=row["id"]).values_list(
+                "email", "campaign__organization_id"
+            )[0]
+            suppression_add(organization_id=organization_id, email=email, reason=reason)
+        email_events_emit(
+            type=type,
+            campaign_id=row["campaign_id"],
+            events=[
+                {
+                    "recipient_id": row["id"],
+                    "occurred_at": occurred_at,
+                    "is_machine": is_machine,
+                    "link_id": link_id,
+                    "source": source,
+                }
+            ],
+        )
+    return event
+
+
+# One statement for an open or a click from the public URLs, on PostgreSQL: the pixel's hot path.
+# It does what event_record does for these types (lock the recipient, insert the event, set the
+# first-seen timestamps, count), in one round trip and one autocommitted transaction instead of
+# seven round trips, which is what decides the pixel's throughput (benchmarks/pixel.py).
+# set_config(..., true) turns synchronous_commit off for this transaction only: a PostgreSQL crash
+# may lose the last fraction of a second of opens and clicks, never corrupt anything.
+_SEEN_SQL = """
+WITH r AS (
+    SELECT id, campaign_id,
+        {any_field} IS NULL AS first_any,
+        {human_field} IS NULL AND NOT %(machine)s AS first_human
+    FROM tracking_recipient WHERE token = %(token)s
+    FOR NO KEY UPDATE
+), seen AS (
+    UPDATE tracking_recipient t
+    SET {any_field} = COALESCE(t.{any_field}, %(at)s),
+        {human_field} = CASE WHEN r.first_human THEN %(at)s ELSE t.{human_field} END
+    FROM r WHERE t.id = r.id AND (r.first_any OR r.first_human)
+), event AS (
+    INSERT INTO tracking_emailevent
+        (recipient_id, campaign_id, type, occurred_at, link_id, user_agent, ip, is_machine, source, payload)
+    SELECT id, campaign_id, %(type)s, %(at)s, %(link)s, %(ua)s, %(ip)s, %(machine)s, 'tracking', '{{}}' FROM r
+    RETURNING id, recipient_id, campaign_id
+), counted AS (
+    INSERT INTO tracking_campaigncounter (campaign_id, metric, shard, value)
+    SELECT r.campaign_id, m.metric, %(shard)s, 1
+    FROM r CROSS JOIN LATERAL (VALUES
+        ('event.' || %(type)s, true),
+        ('event.' || %(type)s || '.human', NOT %(machine)s),
+        ('unique.' || %(type)s, r.first_any),
+        ('unique.' || %(type)s || '.human', r.first_human)
+    ) AS m (metric, counts)
+    WHERE m.counts
+    ORDER BY m.metric
+    ON CONFLICT (campaign_id, metric, shard) DO UPDATE SET value = tracking_campaigncounter.value + 1
+)
+SELECT recipient_id, campaign_id, set_config('synchronous_commit', 'off', true) FROM event
+"""
+_SEEN_STATEMENTS = {kind: _SEEN_SQL.format(any_field=a, human_field=h) for kind, (a, h) in FIRST_SEEN_FIELDS.items()}
+
+
+def event_record_seen(
+    *,
+    type: str,
+    token: str,
+    occurred_at: datetime | None = None,
+    is_machine: bool = False,
+    link_id: int | None = None,
+    user_agent: str = "",
+    ip: str | None = None,
+) -> bool:
+    """Record an open or a click from the public URLs; False for an unknown token."""
+    if connection.vendor != "postgresql":  # the embedded SQLite run: the general path
+        recorded = event_record(
+            type=type,
+            token=token,
+            occurred_at=occurred_at,
+            is_machine=is_machine,
+            link_id=link_id,
+            user_agent=user_agent,
+            ip=ip,
+        )
+        return recorded is not None
+    params = {
+        "token": token,
+        "type": type,
+        "at": occurred_at or timezone.now(),
+        "machine": is_machine,
+        "link": link_id,
+        "ua": user_agent[:512],
+        "ip": ip,
+        "shard": random.randrange(COUNTER_SHARDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_SEEN_STATEMENTS[type], params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    email_events_emit(
+        type=type,
+        campaign_id=row[1],
+        events=[{"recipient_id": row[0], "occurred_at": params["at"], "is_machine": is_machine, "link_id": link_id}],
+    )
+    return True
+
+
+def recipient_unsubscribe(*, token: str, user_agent: str = "", ip: str | None = None) -> bool:
+    """The one-click unsubscribe (RFC 8058): status unsubscribed, event, suppression."""
+    return event_record(type=EventType.UNSUBSCRIBE, token=token, user_agent=user_agent, ip=ip) is not None
+
+
+def recipient_bounce_on_send(*, recipient: Recipient, error: str, suppress: bool) -> None:
+    """A 5xx at send time. A hard bounce (the mailbox does not exist) is recorded like a bounce
+    webhook and suppresses the address; any other permanent refusal only fails this recipient."""
+    if suppress:
+        with transaction.atomic():
+            Recipient.objects.filter(pk=recipient.pk).update(last_error=error)
+            event_record(type=EventType.BOUNCE, recipient_id=recipient.pk, source="smtp", payload={"error": error})
+    else:
+        recipients_transition(
+            campaign_id=recipient.campaign_id, to_status=RecipientStatus.FAILED, ids=[recipient.pk], last_error=error
+        )
