@@ -1,6 +1,7 @@
 """Read side of queue control: the latch, the breakers, the history, the counts."""
 
 import logging
+from typing import cast
 
 import redis
 from django.db.models import QuerySet
@@ -91,7 +92,7 @@ def queue_counts(*, organization_ids: list | None = None) -> dict[str, int]:
     of every organization (None, for the platform), or of these organizations only."""
     counts: dict[str, int] = {}
     for _receiver, response in queue_counts_requested.send(sender=QueueState, organization_ids=organization_ids):
-        counts.update(response or {})
+        counts.update(cast(dict[str, int], response or {}))
     return counts
 
 

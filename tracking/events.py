@@ -5,6 +5,7 @@ Re-exported by tracking.services, the app's write API.
 
 import random
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -20,7 +21,7 @@ from .states import (
 )
 
 # The Recipient fields that say when an open or a click was first seen, of any kind and by a human.
-FIRST_SEEN_FIELDS = {
+FIRST_SEEN_FIELDS: dict[str, tuple[str, str]] = {
     EventType.OPEN: ("first_opened_at", "first_human_opened_at"),
     EventType.CLICK: ("first_clicked_at", "first_human_clicked_at"),
 }
@@ -199,7 +200,7 @@ def event_record_seen(
             ip=ip,
         )
         return recorded is not None
-    params = {
+    params: dict[str, Any] = {
         "token": token,
         "type": type,
         "at": occurred_at or timezone.now(),

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import redis
 from django.db import connection, transaction
@@ -214,7 +215,7 @@ def _opens_write(entries: list[dict]) -> int:
             )
             written += event is not None
         return written
-    params = {
+    params: dict[str, Any] = {
         "ids": [entry["id"] for entry in entries],
         "tokens": [entry["token"] for entry in entries],
         "ats": [entry["at"] for entry in entries],
@@ -270,7 +271,7 @@ def opens_drain(*, batch_size: int = 5000) -> int:
     if not r.set(lock_key, lock, nx=True, ex=OPENS_DRAIN_LOCK_SECONDS):
         return 0
     try:
-        raw = r.lrange(key, 0, batch_size - 1)
+        raw = cast(list[str], r.lrange(key, 0, batch_size - 1))
         written = _opens_write(_opens_parse(raw)) if raw else 0
         if written:
             r.incrby(rkey("metrics", "opens-drained"), written)  # read by /metrics
