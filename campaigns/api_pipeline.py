@@ -5,7 +5,6 @@ changes go through user_can_operate (viewers read only). Included by campaigns/u
 """
 
 import csv
-import logging
 
 import django_filters
 from django.conf import settings
@@ -24,16 +23,13 @@ from rest_framework.views import APIView
 from campaigns_project import serializers as strict
 from campaigns_project.filters import FilterSet
 
-from . import handlers
 from .api import CampaignSerializer
 from .csv_import import EMAIL_COLUMN, OPTIONAL_COLUMNS, CsvImportError, leads_import_csv
 from .jobs import job_counts, jobs_cleanup
 from .models import Campaign, Job, Lead
 from .pipeline import campaign_lead_stats
-from .selectors import campaign_get_for_user, user_can_operate
+from .selectors import NOT_SYNCED_YET, campaign_get_for_user, instantly_analytics_get, user_can_operate
 from .states import JobStatus, JobType
-
-logger = logging.getLogger(__name__)
 
 # The export's first columns are the upload's, so an exported file can be uploaded again.
 CSV_FIELDS = (EMAIL_COLUMN, *OPTIONAL_COLUMNS, "email_status", "source", "enriched_at")
@@ -192,8 +188,9 @@ def _messages(detail) -> list[str]:
 
 class CampaignDetailsView(CampaignScopedMixin, APIView):
     """The campaign, its lead figures (by email status, enriched, errors), its job counts, and
-    Instantly's figures when it was pushed there. If Instantly cannot be asked, `analytics_error`
-    says why and `analytics` holds the last synced figures."""
+    Instantly's figures when it was pushed there, as the periodic sync stored them
+    (`analytics_synced_at`). If the last sync failed, `analytics_error` says why and `analytics`
+    holds the last figures read."""
 
     @extend_schema(responses=CampaignDetailsSerializer, summary="A campaign with its lead, job and Instantly figures")
     def get(self, request, campaign_id):
@@ -209,23 +206,18 @@ class CampaignDetailsView(CampaignScopedMixin, APIView):
 
 
 def _analytics(campaign: Campaign) -> dict:
-    """Instantly's live figures; if Instantly cannot be asked, the last synced ones and why."""
+    """Instantly's figures as the periodic sync last stored them, when, and why the last sync
+    failed if it did. Never a call to Instantly: a GET must not reach a provider (the breaker)."""
     if not campaign.instantly_campaign_id:
         return {"analytics": None, "analytics_synced_at": None, "analytics_error": None}
-    try:
-        return {
-            "analytics": handlers.instantly_analytics_fetch(campaign=campaign),
-            "analytics_synced_at": None,
-            "analytics_error": None,
-        }
-    except Exception as exc:  # a details page must answer whatever Instantly (or its breaker) says
-        logger.warning("Instantly analytics for campaign %s failed: %s", campaign.pk, exc)
-        last = handlers.instantly_analytics_last(campaign=campaign)
-        return {
-            "analytics": last.result if last else None,
-            "analytics_synced_at": last.finished_at if last else None,
-            "analytics_error": f"Instantly analytics are unavailable: {exc}",
-        }
+    stored = instantly_analytics_get(campaign=campaign)
+    if stored is None:
+        return {"analytics": None, "analytics_synced_at": None, "analytics_error": NOT_SYNCED_YET}
+    return {
+        "analytics": stored.figures,
+        "analytics_synced_at": stored.synced_at,
+        "analytics_error": f"Instantly analytics are unavailable: {stored.error}" if stored.error else None,
+    }
 
 
 # --- results (leads) ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.db.models import Case, JSONField, Value, When
 from django.utils import timezone
 
 from integrations.apollo import MAX_PER_PAGE, parse_search_url
-from integrations.errors import RateLimitedError
+from integrations.errors import ProviderError, RateLimitedError
 from integrations.instantly import COUNTS, MAX_LEADS_PER_CALL
 from integrations.millionverifier import email_status_for
 from integrations.providers import get_enricher, get_provider
@@ -31,7 +31,7 @@ from queue_control.guard import guarded_call
 
 from .batches import BatchRun
 from .jobs import Heartbeat, JobDeferred, JobIncomplete, JobStopped, job_checkpoint
-from .models import Campaign, CampaignPhase, Job, Lead
+from .models import Campaign, CampaignPhase, InstantlyAnalytics, Job, Lead
 from .pipeline import SENDABLE_EMAIL_STATUSES, fan_out, phase_items_add, phase_work_add
 from .registry import (
     OutreachOutcome,
@@ -355,34 +355,21 @@ def instantly_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     return OutreachOutcome(OutreachOutcome.DONE, message)
 
 
-def instantly_analytics_fetch(*, campaign: Campaign) -> dict:
-    """Instantly's current figures for a campaign (raises ProviderError or QueuePaused)."""
-    with get_provider("instantly") as instantly:
-        return guarded_call("instantly", instantly.campaign_analytics, campaign_id=campaign.instantly_campaign_id)
-
-
-def instantly_analytics_store(*, campaign: Campaign, analytics: dict) -> Job:
-    """Keep the latest figures as the campaign's one sync_analytics job (its result), so the
-    details page has them when Instantly cannot be asked."""
+def instantly_analytics_sync(*, campaign: Campaign) -> None:
+    """Read Instantly's current figures for a campaign through the breaker and store them (or why
+    they could not be read) in its InstantlyAnalytics row. The periodic sync is the only caller.
+    Raises QueuePaused (the queue is paused or a breaker opened): nothing is stored then."""
     now = timezone.now()
-    with transaction.atomic():
-        job = (
-            Job.objects.select_for_update()
-            .filter(campaign=campaign, job_type=JobType.SYNC_ANALYTICS)
-            .order_by("-pk")
-            .first()
+    try:
+        with get_provider("instantly") as instantly:
+            figures = guarded_call(
+                "instantly", instantly.campaign_analytics, campaign_id=campaign.instantly_campaign_id
+            )
+    except ProviderError as exc:
+        InstantlyAnalytics.objects.update_or_create(
+            campaign=campaign, defaults={"error": f"{exc.__class__.__name__}: {exc}", "attempted_at": now}
         )
-        if job is None:
-            job = Job(campaign=campaign, job_type=JobType.SYNC_ANALYTICS)
-        job.status, job.result, job.attempts = JobStatus.COMPLETED, analytics, job.attempts + 1
-        job.started_at = job.finished_at = now
-        job.save()
-    return job
-
-
-def instantly_analytics_last(*, campaign: Campaign) -> Job | None:
-    return (
-        Job.objects.filter(campaign=campaign, job_type=JobType.SYNC_ANALYTICS, status=JobStatus.COMPLETED)
-        .order_by("-pk")
-        .first()
+        raise
+    InstantlyAnalytics.objects.update_or_create(
+        campaign=campaign, defaults={"figures": figures, "synced_at": now, "error": "", "attempted_at": now}
     )

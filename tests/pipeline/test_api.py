@@ -12,9 +12,11 @@ from django.urls import include, path
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from campaigns import api_pipeline
+from campaigns import api_pipeline, tasks
 from campaigns.models import Campaign, CampaignEvent, Job, Lead
 from campaigns.states import JobStatus, JobType
+from integrations.sandbox import InstantlySandbox
+from queue_control.models import QueueState
 from tests.factories import CampaignFactory, JobFactory, LeadFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.pipeline.urls")]
@@ -62,21 +64,42 @@ def test_details_show_the_campaign_with_its_lead_and_job_figures(alice_client, c
     assert (data["analytics"], data["analytics_error"]) == (None, None)
 
 
-def test_details_include_instantly_analytics_when_pushed_there(alice_client, campaign):
-    Campaign.objects.filter(pk=campaign.pk).update(instantly_campaign_id="inst-1")
+def test_details_include_the_synced_instantly_analytics(alice_client, campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(instantly_campaign_id="inst-1", status="running")
+    data = alice_client.get(url(campaign, "details")).json()
+    assert (data["analytics"], data["analytics_synced_at"]) == (None, None)
+    assert "not been synced yet" in data["analytics_error"]
+
+    assert tasks.sync_instantly_analytics() == {"synced": 1, "errors": 0}
     data = alice_client.get(url(campaign, "details")).json()
     assert data["analytics"]["campaign_id"] == "inst-1"
+    assert data["analytics_synced_at"] is not None
     assert data["analytics_error"] is None
 
 
-def test_details_answer_with_analytics_error_when_instantly_fails(alice_client, campaign, settings):
+def test_details_answer_with_analytics_error_when_the_sync_failed(alice_client, campaign, settings):
+    Campaign.objects.filter(pk=campaign.pk).update(instantly_campaign_id="inst-1", status="running")
+    tasks.sync_instantly_analytics()
+    synced = alice_client.get(url(campaign, "details")).json()
     settings.SANDBOX_FAIL = ["instantly"]
-    Campaign.objects.filter(pk=campaign.pk).update(instantly_campaign_id="inst-1")
+    assert tasks.sync_instantly_analytics() == {"synced": 0, "errors": 1}
     response = alice_client.get(url(campaign, "details"))
     assert response.status_code == 200
     assert "failure injected" in response.json()["analytics_error"]
-    assert response.json()["analytics"] is None
+    # The last figures read stay, with when they were read.
+    assert response.json()["analytics"] == synced["analytics"]
+    assert response.json()["analytics_synced_at"] == synced["analytics_synced_at"]
     assert response.json()["leads"]["total"] == 5
+
+
+def test_details_never_call_instantly(alice_client, campaign, monkeypatch):
+    """A GET reads what the sync stored: with the queue paused it must not reach the provider."""
+    Campaign.objects.filter(pk=campaign.pk).update(instantly_campaign_id="inst-1", status="running")
+    tasks.sync_instantly_analytics()
+    QueueState.objects.filter(pk=1).update(state=QueueState.State.PAUSED)
+    monkeypatch.setattr(InstantlySandbox, "campaign_analytics", lambda *a, **k: pytest.fail("called from a GET"))
+    data = alice_client.get(url(campaign, "details")).json()
+    assert data["analytics"]["campaign_id"] == "inst-1"
 
 
 # --- results -----------------------------------------------------------------------------------
