@@ -71,8 +71,8 @@ class ApiRootView(APIView):
                 "webhook-deliveries/{id}/replay": url("webhook-delivery-replay", delivery_id="{id}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
-                "webhooks/generic": url("webhook-generic"),
-                "webhooks/instantly": url("webhook-instantly"),
+                "webhooks/generic": url("webhook-generic-list"),
+                "webhooks/instantly": url("webhook-instantly-list"),
                 "schema": url("schema"),
                 "docs": url("api-docs"),
             }

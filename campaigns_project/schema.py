@@ -52,6 +52,36 @@ def _error(description: str, serializer=ErrorSerializer) -> OpenApiResponse:
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _resolve_path_parameters(self, variables):
+        """`campaign_pk`, the campaign of a sub-resource (campaigns/(?P<campaign_pk>[^/.]+)/…): its id,
+        a string, whatever model the sub-resource lists."""
+        parameters = super()._resolve_path_parameters([v for v in variables if v != "campaign_pk"])
+        if "campaign_pk" in variables:
+            parameters.insert(
+                variables.index("campaign_pk"),
+                {
+                    "name": "campaign_pk",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The campaign's id.",
+                },
+            )
+        return parameters
+
+    def _is_list_view(self, serializer=None) -> bool:
+        """A sub-resource ViewSet that answers one object at its collection route (a campaign's
+        stats, analytics, phases, progress: `single_object = True`) is not a list."""
+        if getattr(self.view, "single_object", False):
+            return False
+        return super()._is_list_view(serializer)
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if getattr(self.view, "single_object", False) and operation_id.endswith("_list"):
+            return operation_id.removesuffix("_list") + "_retrieve"
+        return operation_id
+
     def _has_body(self) -> bool:
         return self.method in ("POST", "PUT", "PATCH")
 

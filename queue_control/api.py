@@ -126,8 +126,9 @@ class BreakerViewSet(viewsets.GenericViewSet):
 
     permission_classes = [permissions.IsAuthenticated, CanOperateQueue]
     pagination_class = None
+    filter_backends: list = []
     lookup_field = "service"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[^/.]+"
 
     @extend_schema(responses=BreakerSerializer(many=True), operation_id="circuit_breakers_list", tags=TAGS)
     def list(self, request):

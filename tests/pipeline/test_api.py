@@ -8,11 +8,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import include, path
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from campaigns import api_pipeline, tasks
+from campaigns import api_leads, tasks
 from campaigns.models import Campaign, CampaignEvent, Job, Lead
 from campaigns.states import JobStatus, JobType
 from integrations.sandbox import InstantlySandbox
@@ -108,16 +107,24 @@ def test_details_never_call_instantly(alice_client, campaign, monkeypatch):
 def test_results_list_the_campaigns_leads_paginated(alice_client, campaign):
     response = alice_client.get(url(campaign, "results"), {"page_size": 2})
     assert response.status_code == 200
-    assert response.data["count"] == 5
+    assert set(response.data) == {"next", "previous", "results"}  # no count: no COUNT(*) of the leads
     assert len(response.data["results"]) == 2
     assert set(response.data["results"][0]) >= {"email", "email_status", "enrichment", "company"}
+    seen = [row["email"] for row in response.data["results"]]
+    page = response.data
+    while page["next"]:
+        page = alice_client.get(page["next"]).data
+        seen += [row["email"] for row in page["results"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert page["previous"] is not None
+    assert alice_client.get(url(campaign, "results"), {"page_size": 2, "page": 4}).status_code == 404
 
 
 def test_results_filter_by_email_status_and_search(alice_client, campaign):
     valid = alice_client.get(url(campaign, "results"), {"email_status": "valid"}).data
-    assert valid["count"] == 2
+    assert len(valid["results"]) == 2 and {row["email_status"] for row in valid["results"]} == {"valid"}
     both = alice_client.get(url(campaign, "results") + "?email_status=valid&email_status=catch_all").data
-    assert both["count"] == 3
+    assert len(both["results"]) == 3
     lead = Lead.objects.filter(campaign=campaign).first()
     found = alice_client.get(url(campaign, "results"), {"search": lead.email}).data
     assert [row["email"] for row in found["results"]] == [lead.email]
@@ -136,7 +143,7 @@ def test_results_export_as_streaming_csv(alice_client, campaign, suffix):
     assert response["Content-Type"].startswith("text/csv")
     assert response.streaming
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == list(api_pipeline.CSV_FIELDS)
+    assert rows[0] == list(api_leads.CSV_FIELDS)
     assert len(rows) == 6
     assert {row[0] for row in rows[1:]} == set(Lead.objects.filter(campaign=campaign).values_list("email", flat=True))
 
@@ -159,11 +166,11 @@ def test_the_csv_export_of_another_organizations_campaign_is_a_404(charlie_clien
 
 def test_jobs_are_listed_and_filtered_by_status_and_type(alice_client, campaign):
     data = alice_client.get(url(campaign, "jobs")).data
-    assert data["count"] == 3
+    assert len(data["results"]) == 3 and data["next"] is None
     failed = alice_client.get(url(campaign, "jobs"), {"status": "failed"}).data["results"]
     assert [(job["job_type"], job["last_error"]) for job in failed] == [("verify_email", "boom")]
     fetch = alice_client.get(url(campaign, "jobs"), {"job_type": "fetch_leads"}).data
-    assert fetch["count"] == 1
+    assert [job["job_type"] for job in fetch["results"]] == ["fetch_leads"]
 
 
 @pytest.mark.parametrize("suffix", ["jobs", "results"])
@@ -390,18 +397,20 @@ def test_anonymous_requests_are_refused(anon_client, campaign, method, suffix):
 
 
 def test_the_openapi_schema_describes_the_endpoints(capsys):
-    generator = SchemaGenerator(patterns=[path("api/v1/", include(api_pipeline.urlpatterns))])
-    schema = generator.get_schema(request=None, public=True)
+    schema = SchemaGenerator().get_schema(request=None, public=True)
     paths = schema["paths"]
-    upload = paths["/api/v1/campaigns/{campaign_id}/leads/upload/"]["post"]
+    upload = paths["/api/v1/campaigns/{campaign_pk}/leads/upload/"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
     assert {"201", "400", "404", "409"} <= set(upload["responses"])
-    results = paths["/api/v1/campaigns/{campaign_id}/results/"]["get"]
+    results = paths["/api/v1/campaigns/{campaign_pk}/results/"]["get"]
     assert {"application/json", "text/csv"} <= set(results["responses"]["200"]["content"])
     assert "email_status" in {parameter["name"] for parameter in results["parameters"]}
     assert "analytics_error" in schema["components"]["schemas"]["CampaignDetails"]["properties"]
+    assert "/api/v1/campaigns/{id}/details/" in paths
+    pipeline = [p for p in paths if p.rsplit("/", 2)[-2] in ("details", "results", "jobs", "cleanup", "upload")]
+    assert len(pipeline) == 5  # results.csv is the results list's format suffix, not a path of its own
     operation_ids = [operation["operationId"] for item in paths.values() for operation in item.values()]
-    assert len(operation_ids) == len(set(operation_ids)) == 6
+    assert len(operation_ids) == len(set(operation_ids))
     err = capsys.readouterr().err
-    assert "Warning" not in err
+    assert "Warning [" not in err  # no view the generator could not read (the enum-naming notes are global)
     assert "Error" not in err
