@@ -37,9 +37,6 @@ from .registry import (
     OutreachOutcome,
     PermanentJobError,
     RetryableJobError,
-    job_handler,
-    outreach_launcher,
-    outreach_settler,
 )
 from .states import JobStatus, JobType, Phase
 
@@ -85,7 +82,6 @@ def _range(job: Job):
 # --- lead sourcing -----------------------------------------------------------------------------
 
 
-@job_handler(JobType.FETCH_LEADS)
 def fetch_leads(*, job: Job) -> dict:
     """Page through the Apollo search until the campaign has lead_count leads (deduped by email),
     or take the leads a CSV upload already stored. Checkpoints the next page after each one, so a
@@ -155,7 +151,6 @@ def _leads_store(campaign: Campaign, found: list, *, limit: int) -> int:
 # --- verification ------------------------------------------------------------------------------
 
 
-@job_handler(JobType.VERIFY_EMAIL)
 def verify_emails(*, job: Job) -> dict:
     """Verify the batch's unverified addresses (MillionVerifier charges per call: never twice per
     lead). An address the verifier refuses outright (BadRequestError) is marked invalid, so it is
@@ -199,7 +194,6 @@ def verify_emails(*, job: Job) -> dict:
 # --- enrichment --------------------------------------------------------------------------------
 
 
-@job_handler(JobType.ENRICH_LEAD)
 def enrich_leads(*, job: Job) -> dict:
     """Write one personalisation line for each sendable lead of the batch not enriched yet
     (OpenAI or Perplexity, per ENRICHMENT_PROVIDER)."""
@@ -257,7 +251,6 @@ def enrich_leads(*, job: Job) -> dict:
 # --- Instantly ---------------------------------------------------------------------------------
 
 
-@outreach_launcher("instantly")
 def instantly_outreach_launch(*, campaign: Campaign) -> None:
     """The Instantly channel's outreach: one job that creates the campaign in Instantly, and one
     push job per INSTANTLY_JOB_LEADS sendable leads (they wait for the campaign to exist)."""
@@ -266,7 +259,6 @@ def instantly_outreach_launch(*, campaign: Campaign) -> None:
     fan_out(campaign, JobType.PUSH_INSTANTLY, email_statuses=SENDABLE_EMAIL_STATUSES, batch_size=INSTANTLY_JOB_LEADS)
 
 
-@job_handler(JobType.PUSH_INSTANTLY)
 def push_instantly(*, job: Job) -> dict:
     """Create the campaign in Instantly (the job without a range), or add the job's range of
     sendable leads to it, MAX_LEADS_PER_CALL per call.
@@ -333,7 +325,6 @@ def _instantly_lead(lead: Lead) -> dict:
     return {key: value for key, value in payload.items() if value}
 
 
-@outreach_settler("instantly")
 def instantly_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     """Every push job is final: say what Instantly took, from the phase's counters."""
     phase = CampaignPhase.objects.filter(campaign=campaign, phase=Phase.OUTREACH).first()

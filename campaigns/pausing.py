@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from campaigns_project import live
 from campaigns_project.errors import ApplicationError
-from queue_control.signals import queue_counts_requested, queue_paused, queue_resumed
+from queue_control.signals import queue_paused, queue_resumed
 
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
@@ -121,8 +121,9 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
     campaigns_kick(ids)
 
 
-@receiver(queue_counts_requested, dispatch_uid="campaigns.pausing.queue_counts")
-def queue_counts(sender, organization_ids=None, **kwargs) -> dict[str, int]:
+def queue_counts(*, organization_ids=None) -> dict[str, int]:
+    """The status page's counts of campaigns and jobs (queue_control.counts, registered in
+    CampaignsConfig.ready())."""
     campaigns, jobs = Campaign.objects.all(), Job.objects.active()
     if organization_ids is not None:  # a member reads only their own organizations' counts
         campaigns = campaigns.filter(organization_id__in=organization_ids)

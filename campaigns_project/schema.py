@@ -16,11 +16,18 @@ code itself (then the view's own description and body win):
 """
 
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import get_view_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PATH_STRINGS = {
+    "campaign_pk": "The campaign's id.",
+    "recipient_id": "The recipient's id.",
+    "delivery_id": "The delivery's id.",
+    "service": "The service's name.",
+}
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -53,18 +60,21 @@ def _error(description: str, serializer=ErrorSerializer) -> OpenApiResponse:
 
 class AutoSchema(openapi.AutoSchema):
     def _resolve_path_parameters(self, variables):
-        """`campaign_pk`, the campaign of a sub-resource (campaigns/(?P<campaign_pk>[^/.]+)/…): its id,
-        a string, whatever model the sub-resource lists."""
-        parameters = super()._resolve_path_parameters([v for v in variables if v != "campaign_pk"])
-        if "campaign_pk" in variables:
+        """`campaign_pk`, the campaign of a sub-resource (campaigns/(?P<campaign_pk>[^/.]+)/…), is its
+        id, a string, whatever model the sub-resource lists; so are the ids of the ViewSets that
+        list no model (a recipient's tracking, a delivery's replay, a breaker's service)."""
+        modelless = get_view_model(self.view, emit_warnings=False) is None
+        fixed = [v for v in variables if v == "campaign_pk" or (modelless and v in PATH_STRINGS)]
+        parameters = super()._resolve_path_parameters([v for v in variables if v not in fixed])
+        for name in fixed:
             parameters.insert(
-                variables.index("campaign_pk"),
+                variables.index(name),
                 {
-                    "name": "campaign_pk",
+                    "name": name,
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string"},
-                    "description": "The campaign's id.",
+                    "description": PATH_STRINGS[name],
                 },
             )
         return parameters

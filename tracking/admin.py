@@ -5,16 +5,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from campaigns.admin import CAMPAIGN_PANELS
-from campaigns.admin_pipeline import BoundedCountPaginator, CampaignFilter
+from campaigns.admin_jobs_leads import BoundedCountPaginator, CampaignFilter
 from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from . import selectors, services
-from .admin_panels import campaign_stats_panel
 from .models import EmailEvent, Link, Recipient, Suppression
 from .states import RecipientStatus
-
-CAMPAIGN_PANELS.append(campaign_stats_panel)  # the stats on the campaign page
 
 
 class StuckInSendingFilter(admin.SimpleListFilter):

@@ -37,12 +37,8 @@ from campaigns.registry import (
     OutreachOutcome,
     PermanentJobError,
     RetryableJobError,
-    job_handler,
-    job_recoverer,
-    outreach_launcher,
-    outreach_settler,
 )
-from campaigns.states import JobType, Phase
+from campaigns.states import Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
@@ -200,7 +196,6 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
 # --- The launcher and the settler ---------------------------------------------------------------
 
 
-@outreach_launcher("smtp")
 def smtp_outreach_launch(*, campaign: Campaign) -> None:
     """Recipients from the verified leads minus the organization's suppression list, then one
     send_email job per SEND_BATCH_SIZE pending recipients. Runs in the pipeline's transaction."""
@@ -252,7 +247,6 @@ def _recipients_insert_select(campaign: Campaign) -> int:
         return cursor.rowcount
 
 
-@outreach_settler("smtp")
 def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     """Every send job is final. Pending recipients left (a 4xx, a released batch) get more jobs,
     unless they used all their attempts; recipients still in `sending` wait for an operator; a
@@ -340,7 +334,6 @@ def _send_bucket(campaign: Campaign) -> TokenBucket:
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
 
 
-@job_handler(JobType.SEND_EMAIL)
 def send_email_job(*, job: Job) -> dict:
     """Send one batch of a campaign's pending recipients through one SMTP connection."""
     campaign = Campaign.objects.get(pk=job.campaign_id)
@@ -517,7 +510,6 @@ class SendBatch:
             self.untouched.difference_update(ids)
 
 
-@job_recoverer(JobType.SEND_EMAIL)
 def send_job_recover(*, job: Job) -> str:
     """A send job lost its worker. From its journal: accepted messages are marked sent, the
     recipient whose commit began without an answer stays in `sending` (uncertain), and every

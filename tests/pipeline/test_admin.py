@@ -2,7 +2,7 @@
 
 import pytest
 
-from campaigns.admin_pipeline import job_counts_for
+from campaigns.admin_jobs_leads import job_counts_for
 from campaigns.states import JobStatus, JobType
 from tests.factories import CampaignFactory, JobFactory, LeadFactory
 

@@ -1,4 +1,5 @@
-"""Admin for the pipeline's tables: jobs (read-only) and leads. Imported by campaigns/admin.py."""
+"""Admin for the pipeline's tables: jobs (read-only) and leads, with the list pieces other admin pages
+reuse (the bounded-count paginator, the campaign filter). Imported by campaigns/admin.py."""
 
 import uuid
 from functools import cached_property
