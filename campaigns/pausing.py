@@ -6,19 +6,17 @@ same transaction. Every receiver issues a fixed number of set-based statements, 
 number of campaigns and jobs (benchmarks/cascade.py measures it).
 """
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
 from campaigns_project import live
-from campaigns_project.errors import ApplicationError
 from queue_control.signals import queue_paused, queue_resumed
 
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
-from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason, campaign_can
-from .transitions import campaign_transition
+from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason
 
 BREAKER_PREFIX = "breaker:"
 # Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.
@@ -138,31 +136,3 @@ def queue_counts(*, organization_ids=None) -> dict[str, int]:
         paused_jobs=Count("pk", filter=Q(status=JobStatus.PAUSED)),
     )
     return counts
-
-
-def job_pause(*, job_id: int, actor=None, reason: str = "") -> Job:
-    """Pause one job, and with it its campaign (reason `job`): a campaign never runs on while one
-    of its jobs is paused. The campaign then waits for the queue resume."""
-    campaign_id = Job.objects.values_list("campaign_id", flat=True).get(pk=job_id)
-    with transaction.atomic():
-        # Campaign first, then job: the same lock order as the queue cascade, so the two never
-        # deadlock each other.
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if JobStatus.PAUSED not in JOB_TRANSITIONS.get(job.status, ()):
-            raise ApplicationError(
-                f"Cannot pause a {job.status} job.",
-                current_status=job.status,
-                allowed_transitions=list(JOB_TRANSITIONS.get(job.status, ())),
-            )
-        job.status = JobStatus.PAUSED
-        job.save(update_fields=["status", "updated_at"])
-        if campaign_can(campaign.status, CampaignStatus.PAUSED):
-            campaign_transition(
-                campaign_id=campaign.pk,
-                to_status=CampaignStatus.PAUSED,
-                actor=actor,
-                pause_reason=PauseReason.JOB,
-                reason=reason or f"job {job.pk} ({job.job_type}) paused",
-            )
-    return job

@@ -278,9 +278,3 @@ class InstantlySandbox(Sandbox):
             "unsubscribed_count": contacted * rng.randrange(0, 3) // 100,
             "completed_count": contacted * rng.randrange(0, 50) // 100,
         }
-
-    def pause_campaign(self, *, campaign_id: str) -> None:
-        self.call()
-
-    def activate_campaign(self, *, campaign_id: str) -> None:
-        self.call()

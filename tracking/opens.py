@@ -3,7 +3,6 @@ and the drain (one set-based statement per batch) the beat task runs. Re-exporte
 tracking.services, the app's write API.
 """
 
-import json
 import logging
 import os
 import threading
@@ -28,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 # --- Buffered opens ----------------------------------------------------------------------------
 #
-# The pixel does not write to the database: it appends one JSON entry per open to a Redis list (one
+# The pixel does not write to the database: it appends one entry per open to a Redis list (one
 # RPUSH), and `opens_drain` (the beat task tracking.tasks.drain_opens, every 2 s) writes them in
 # batches of one set-based statement. Each entry carries a unique id, stored as the event's
 # provider_event_id under source "pixel": the unique (source, provider_event_id) constraint makes a
@@ -148,7 +147,7 @@ def _opens_channel() -> _OpensChannel:
 
 # A buffered open is one string: OPEN_ENTRY_TAG, then id, token, epoch seconds, machine (0/1), ip
 # and user agent, separated by US (0x1f, a control character no HTTP header value may hold).
-# Cheaper than JSON on both ends; JSON entries (before 2026-11-29) are still read.
+# Cheaper than JSON on both ends.
 OPEN_ENTRY_TAG, _US = "o1", "\x1f"
 
 
@@ -178,10 +177,7 @@ def _open_entry(item: str) -> dict:
             "ua": user_agent,
             "ip": ip or None,
         }
-    entry = json.loads(item)  # the JSON entries written before 2026-11-29
-    entry["at"] = datetime.fromisoformat(entry["at"])
-    entry["id"], entry["token"] = str(entry["id"]), str(entry["token"])
-    return entry
+    raise ValueError(item)
 
 
 def _opens_parse(raw: list[str]) -> list[dict]:
