@@ -136,8 +136,11 @@ class SuppressionAdmin(admin.ModelAdmin):
         return ["organization", "email", "reason"] if obj else []
 
     def save_model(self, request, obj: Suppression, form, change: bool) -> None:
-        obj.email = services.normalize_email(obj.email)
-        super().save_model(request, obj, form, change)
+        """Through the service, as every other suppression: normalized, the first reason kept.
+        (Saved rows are read-only, so this is only ever an addition; the admin logs it.)"""
+        services.suppression_add(organization_id=obj.organization_id, email=obj.email, reason=obj.reason)
+        stored = Suppression.objects.get(organization_id=obj.organization_id, email=services.normalize_email(obj.email))
+        obj.pk, obj.email, obj.reason, obj.created_at = stored.pk, stored.email, stored.reason, stored.created_at
 
 
 @admin.register(Link)
