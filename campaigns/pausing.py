@@ -17,6 +17,7 @@ from queue_control.signals import queue_paused, queue_resumed
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
 from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason
+from .transitions import campaign_timestamps
 
 BREAKER_PREFIX = "breaker:"
 # Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.
@@ -73,7 +74,10 @@ def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", *
     )
     if ids:
         Campaign.objects.filter(pk__in=ids).update(
-            status=CampaignStatus.PAUSED, pause_reason=pause_reason, paused_at=now, updated_at=now
+            status=CampaignStatus.PAUSED,
+            pause_reason=pause_reason,
+            updated_at=now,
+            **campaign_timestamps(CampaignStatus.PAUSED, now),
         )
         _events_insert(
             ids,
@@ -102,7 +106,12 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
     )
     if not ids:
         return
-    Campaign.objects.filter(pk__in=ids).update(status=CampaignStatus.RUNNING, pause_reason="", updated_at=now)
+    Campaign.objects.filter(pk__in=ids).update(
+        status=CampaignStatus.RUNNING,
+        pause_reason="",
+        updated_at=now,
+        **campaign_timestamps(CampaignStatus.RUNNING, now),
+    )
     _events_insert(
         ids,
         from_status=CampaignStatus.PAUSED,

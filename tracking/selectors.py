@@ -12,6 +12,7 @@ from campaigns.selectors import NOT_SYNCED_YET, campaign_list_for_user, instantl
 
 from .counters import counters_read
 from .models import EmailEvent, Recipient
+from .states import RecipientStatus
 
 # A recipient in `sending` for longer than this was most likely cut off mid-hand-over (a killed
 # worker, a lost connection): the admin reports it for an operator to decide.
@@ -48,7 +49,7 @@ def recipient_events(*, recipient: Recipient) -> QuerySet[EmailEvent]:
 
 def recipients_stuck_in_sending(*, now: datetime | None = None) -> QuerySet[Recipient]:
     cutoff = (now or timezone.now()) - STUCK_SENDING_AFTER
-    return Recipient.objects.filter(status="sending", claimed_at__lt=cutoff)
+    return Recipient.objects.filter(status=RecipientStatus.SENDING, claimed_at__lt=cutoff)
 
 
 def _rate(part: int, whole: int) -> float:

@@ -277,7 +277,10 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
             f"them to be sent again, or mark them sent or failed.",
         )
     counts = counters_read(campaign_id=campaign.pk)
-    sent, failed, bounced = (counts.get(f"recipients.{s}", 0) for s in ("sent", "failed", "bounced"))
+    sent, failed, bounced = (
+        counts.get(f"recipients.{s}", 0)
+        for s in (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.BOUNCED)
+    )
     if not sent and failed + bounced:
         last_error = (
             Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.FAILED, RecipientStatus.BOUNCED))
@@ -322,9 +325,10 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
     )
-    params = [campaign, "pending", settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, "sending", claimed_at, job_id]
+    pending, sending = RecipientStatus.PENDING, RecipientStatus.SENDING
+    params = [campaign, pending, settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, sending, claimed_at, job_id]
     with db.cursor() as cursor:
-        cursor.execute(sql, [*params, "pending"])
+        cursor.execute(sql, [*params, pending])
         return sorted(row[0] for row in cursor.fetchall())
 
 
