@@ -14,6 +14,7 @@ from .counters import COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient
 from .receivers import email_events_emit
 from .recipients import recipients_transition, suppression_add
+from .sql import seen_statement
 from .states import (
     EVENT_EFFECTS,
     EventType,
@@ -137,45 +138,7 @@ def event_record(
     return event
 
 
-# One statement for an open or a click from the public URLs, on PostgreSQL: the pixel's hot path.
-# It does what event_record does for these types (lock the recipient, insert the event, set the
-# first-seen timestamps, count), in one round trip and one autocommitted transaction instead of
-# seven round trips, which is what decides the pixel's throughput (benchmarks/pixel.py).
-# set_config(..., true) turns synchronous_commit off for this transaction only: a PostgreSQL crash
-# may lose the last fraction of a second of opens and clicks, never corrupt anything.
-_SEEN_SQL = """
-WITH r AS (
-    SELECT id, campaign_id,
-        {any_field} IS NULL AS first_any,
-        {human_field} IS NULL AND NOT %(machine)s AS first_human
-    FROM tracking_recipient WHERE token = %(token)s
-    FOR NO KEY UPDATE
-), seen AS (
-    UPDATE tracking_recipient t
-    SET {any_field} = COALESCE(t.{any_field}, %(at)s),
-        {human_field} = CASE WHEN r.first_human THEN %(at)s ELSE t.{human_field} END
-    FROM r WHERE t.id = r.id AND (r.first_any OR r.first_human)
-), event AS (
-    INSERT INTO tracking_emailevent
-        (recipient_id, campaign_id, type, occurred_at, link_id, user_agent, ip, is_machine, source, payload)
-    SELECT id, campaign_id, %(type)s, %(at)s, %(link)s, %(ua)s, %(ip)s, %(machine)s, 'tracking', '{{}}' FROM r
-    RETURNING id, recipient_id, campaign_id
-), counted AS (
-    INSERT INTO tracking_campaigncounter (campaign_id, metric, shard, value)
-    SELECT r.campaign_id, m.metric, %(shard)s, 1
-    FROM r CROSS JOIN LATERAL (VALUES
-        ('event.' || %(type)s, true),
-        ('event.' || %(type)s || '.human', NOT %(machine)s),
-        ('unique.' || %(type)s, r.first_any),
-        ('unique.' || %(type)s || '.human', r.first_human)
-    ) AS m (metric, counts)
-    WHERE m.counts
-    ORDER BY m.metric
-    ON CONFLICT (campaign_id, metric, shard) DO UPDATE SET value = tracking_campaigncounter.value + 1
-)
-SELECT recipient_id, campaign_id, set_config('synchronous_commit', 'off', true) FROM event
-"""
-_SEEN_STATEMENTS = {kind: _SEEN_SQL.format(any_field=a, human_field=h) for kind, (a, h) in FIRST_SEEN_FIELDS.items()}
+_SEEN_STATEMENTS = {kind: seen_statement(any_field=a, human_field=h) for kind, (a, h) in FIRST_SEEN_FIELDS.items()}
 
 
 def event_record_seen(

@@ -20,6 +20,7 @@ from .counters import counters_add
 from .events import event_record, seen_metrics
 from .models import EmailEvent
 from .receivers import email_events_emit, email_events_wanted
+from .sql import OPENS_DRAIN_SQL
 from .states import EventType
 
 logger = logging.getLogger(__name__)
@@ -51,50 +52,6 @@ return 0
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
-
-# One statement per batch: insert the events of known tokens (a replayed entry id inserts nothing),
-# lock their recipients in id order, set the first-seen timestamps the inserted events bring, and
-# return per campaign what the counters must add, from the rows actually inserted only. Committed
-# synchronously (unlike the direct path): the entries leave Redis once the commit says they are safe.
-_OPENS_DRAIN_SQL = """
-WITH e AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(ats)s::timestamptz[], %(machine)s::boolean[],
-        %(uas)s::text[], %(ips)s::inet[]) WITH ORDINALITY AS e (id, token, at, machine, ua, ip, n)
-), inserted AS (
-    INSERT INTO tracking_emailevent
-        (recipient_id, campaign_id, type, occurred_at, link_id, user_agent, ip, is_machine, source,
-         provider_event_id, payload)
-    SELECT r.id, r.campaign_id, 'open', e.at, NULL, e.ua, e.ip, e.machine, %(source)s, e.id, '{}'
-    FROM e JOIN tracking_recipient r ON r.token = e.token
-    ORDER BY e.n  -- event ids in the order the opens arrived
-    ON CONFLICT (source, provider_event_id) WHERE provider_event_id IS NOT NULL DO NOTHING
-    RETURNING recipient_id, occurred_at, is_machine
-), per_recipient AS (
-    SELECT recipient_id, count(*) AS events, count(*) FILTER (WHERE NOT is_machine) AS human_events,
-        min(occurred_at) AS first_at, min(occurred_at) FILTER (WHERE NOT is_machine) AS first_human_at
-    FROM inserted GROUP BY recipient_id
-), r AS (
-    SELECT t.id, t.campaign_id, p.events, p.human_events, p.first_at, p.first_human_at,
-        t.first_opened_at IS NULL AS first_any,
-        t.first_human_opened_at IS NULL AND p.first_human_at IS NOT NULL AS first_human
-    FROM tracking_recipient t JOIN per_recipient p ON p.recipient_id = t.id
-    ORDER BY t.id
-    FOR NO KEY UPDATE OF t
-), seen AS (
-    -- LEAST ignores NULLs: an earlier open drained late still becomes the first one.
-    UPDATE tracking_recipient t
-    SET first_opened_at = LEAST(t.first_opened_at, r.first_at),
-        first_human_opened_at = LEAST(t.first_human_opened_at, r.first_human_at)
-    FROM r
-    WHERE t.id = r.id AND (
-        t.first_opened_at IS NULL OR r.first_at < t.first_opened_at
-        OR (r.first_human_at IS NOT NULL
-            AND (t.first_human_opened_at IS NULL OR r.first_human_at < t.first_human_opened_at)))
-)
-SELECT campaign_id, sum(events)::int, sum(human_events)::int, count(*) FILTER (WHERE first_any),
-    count(*) FILTER (WHERE first_human)
-FROM r GROUP BY campaign_id ORDER BY campaign_id
 """
 
 
@@ -223,7 +180,7 @@ def _opens_write(entries: list[dict]) -> int:
     written = 0
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_OPENS_DRAIN_SQL, params)
+            cursor.execute(OPENS_DRAIN_SQL, params)
             rows = cursor.fetchall()
         for campaign_id, events, human_events, first, first_human in rows:  # in campaign order: no deadlock
             written += events
