@@ -378,7 +378,8 @@ SANDBOX_CONTROLS_TTL_SECONDS = env_float("SANDBOX_CONTROLS_TTL_SECONDS", 1.0, mi
 # Comma-separated services whose sandbox fails every call (failure injection from the environment).
 SANDBOX_FAIL = env_list("SANDBOX_FAIL", [])
 
-SERVICES = ("apollo", "instantly", "millionverifier", "openai", "perplexity", "smtp")
+# Every service with a breaker: the providers above and our own SMTP path. The one list.
+SERVICES = tuple(sorted([*PROVIDERS, "smtp"]))
 BREAKERS = {
     service: {
         "threshold": env_int(f"BREAKER_{service.upper()}_THRESHOLD", 3, minimum=1),
