@@ -177,6 +177,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "campaigns_project.pagination.Pagination",
+    "DEFAULT_METADATA_CLASS": "campaigns_project.metadata.Metadata",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "campaigns_project.schema.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [

@@ -5,11 +5,13 @@ may operate an organization."""
 
 import re
 
+import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework import viewsets
 
 from campaigns.api_base import CampaignResourceViewSet, CanOperateOrganization
 from campaigns.urls import ROUTES as CAMPAIGN_ROUTES
+from tests.factories import CampaignFactory
 from tracking.api_urls import ROUTES as TRACKING_ROUTES
 
 # A sample value for each kind of path variable, to build one concrete URL per route.
@@ -69,3 +71,19 @@ def test_campaign_sub_resources_are_nested_viewsets_with_one_permission_class():
             assert issubclass(viewset, CampaignResourceViewSet), prefix
         if issubclass(viewset, CampaignResourceViewSet) or prefix in ("campaigns", "webhook-endpoints"):
             assert CanOperateOrganization in viewset.permission_classes, prefix
+
+
+def test_options_answers_on_every_route(alice_client, campaign_for_routes):
+    """OPTIONS (the browsable API and schemathesis ask it) describes a route, never a 500, also
+    for a ViewSet whose bodies are per action."""
+    for route, _ in api_patterns():
+        if "format" in route:
+            continue
+        url = sample_url(route).replace("/7/", f"/{campaign_for_routes.pk}/", 1)
+        response = alice_client.options(url)
+        assert response.status_code < 500, (url, response.status_code)
+
+
+@pytest.fixture
+def campaign_for_routes(org):
+    return CampaignFactory(organization=org)
