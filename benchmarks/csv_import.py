@@ -5,7 +5,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_csv DEBUG=true .venv/bin/python benchmarks/csv_import.py
     dropdb -h 127.0.0.1 -U postgres bench_csv
 
-Target (DESIGN §8): the import of 1,000,000 leads within 2x of raw COPY. The raw COPY loads the
+Target (design §8 (docs/design.md)): the import of 1,000,000 leads within 2x of raw COPY. The raw COPY loads the
 same file into a table shaped like the leads' CSV columns, without validation or dedupe; the
 import validates every row, dedupes by email, and writes campaigns_lead with its indexes.
 """

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from campaigns_project.errors import ApplicationError
 
-from . import admin_pipeline, services
+from . import admin_jobs_leads, services
 from .models import Campaign, CampaignEvent, Membership, Organization
 from .selectors import campaign_progress
 from .states import (
@@ -20,9 +20,6 @@ from .states import (
     campaign_actions_allowed,
 )
 
-# Read-only panels shown on the campaign page: callables campaign -> safe HTML. Apps above
-# campaigns (tracking) append theirs, so this module needs not import them.
-CAMPAIGN_PANELS: list = [admin_pipeline.job_counts_panel]
 # Where a refused save or delete leaves its message for the response hooks below.
 _REFUSED = "_campaign_admin_refused"
 
@@ -247,7 +244,8 @@ class CampaignAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def panels(self, campaign: Campaign) -> list:
-        return [panel(campaign) for panel in CAMPAIGN_PANELS]
+        # Registered by the apps in AppConfig.ready() (campaigns_project.admin_site).
+        return [panel(campaign) for panel in self.admin_site.campaign_panels()]
 
     def act_view(self, request: HttpRequest, object_id, action_name: str):
         campaign = get_object_or_404(Campaign.objects.alive(), pk=object_id)
@@ -284,6 +282,6 @@ class CampaignAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "original": campaign,
             "action": action,
-            "jobs": admin_pipeline.job_counts_for(campaign),
+            "jobs": admin_jobs_leads.job_counts_for(campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)

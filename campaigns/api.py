@@ -1,4 +1,6 @@
-"""Campaigns API: thin views that validate with a serializer, call one service, serialize the result."""
+"""Campaigns API: the campaign ViewSet (CRUD, the state machine's actions, history, details), thin
+views that validate with a serializer, call one service, serialize the result. Its sub-resources
+are ViewSets of their own on the same router (campaigns/urls.py)."""
 
 import django_filters
 from django.conf import settings
@@ -13,8 +15,12 @@ from campaigns_project import serializers as strict
 from campaigns_project.filters import FilterSet, IsoDateTimeFilter
 
 from . import selectors, services
+from .api_base import CanOperateOrganization
+from .jobs import job_counts
 from .models import Campaign, CampaignEvent, Organization
-from .states import CampaignStatus, Phase, campaign_actions_allowed, campaign_allowed
+from .pipeline import campaign_lead_stats
+from .selectors import NOT_SYNCED_YET, instantly_analytics_get
+from .states import CampaignStatus, JobStatus, Phase, campaign_actions_allowed, campaign_allowed
 
 
 def validate_apollo_search_url(value: str) -> str:
@@ -153,17 +159,6 @@ class CampaignFilter(FilterSet):
         fields = ["status", "phase", "channel", "created_after", "created_before"]
 
 
-class CanOperate(permissions.BasePermission):
-    """Viewers read; owners and operators change things."""
-
-    message = "Your role in this organization does not allow changes."
-
-    def has_object_permission(self, request, view, obj):
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return selectors.user_can_operate(user=request.user, organization_id=obj.organization_id)
-
-
 class AllowedActionSerializer(serializers.Serializer):
     action = serializers.CharField(help_text="POST /campaigns/{id}/{action}/ performs it.")
     target = serializers.CharField(help_text="The status the action leads to.")
@@ -200,6 +195,39 @@ class ScheduleSerializer(strict.Serializer):
         return value
 
 
+class LeadStatsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    with_email = serializers.IntegerField()
+    enriched = serializers.IntegerField()
+    sendable = serializers.IntegerField(help_text="valid or catch_all: the leads outreach mails")
+    by_email_status = serializers.DictField(child=serializers.IntegerField())
+    errors = serializers.IntegerField(help_text="failed jobs of this campaign")
+
+
+class CampaignDetailsSerializer(serializers.Serializer):
+    campaign = CampaignSerializer()
+    leads = LeadStatsSerializer()
+    jobs = serializers.DictField(child=serializers.IntegerField(), help_text="job count per status")
+    analytics = serializers.DictField(allow_null=True, help_text="Instantly's figures, when pushed there")
+    analytics_synced_at = serializers.DateTimeField(allow_null=True)
+    analytics_error = serializers.CharField(allow_null=True)
+
+
+def _analytics(campaign: Campaign) -> dict:
+    """Instantly's figures as the periodic sync last stored them, when, and why the last sync
+    failed if it did. Never a call to Instantly: a GET must not reach a provider (the breaker)."""
+    if not campaign.instantly_campaign_id:
+        return {"analytics": None, "analytics_synced_at": None, "analytics_error": None}
+    stored = instantly_analytics_get(campaign=campaign)
+    if stored is None:
+        return {"analytics": None, "analytics_synced_at": None, "analytics_error": NOT_SYNCED_YET}
+    return {
+        "analytics": stored.figures,
+        "analytics_synced_at": stored.synced_at,
+        "analytics_error": f"Instantly analytics are unavailable: {stored.error}" if stored.error else None,
+    }
+
+
 ConflictResponse = OpenApiResponse(description="Refused by the state machine or the queue; body names why.")
 
 
@@ -227,12 +255,12 @@ class CampaignViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = CampaignSerializer
-    permission_classes = [permissions.IsAuthenticated, CanOperate]
+    permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
     filterset_class = CampaignFilter
     search_fields = ["name"]
     ordering_fields = ["created_at", "updated_at", "name", "status"]
     ordering = ["-created_at"]
-    lookup_value_regex = "[^/]+"  # malformed ids reach get_object and answer 404, never 500
+    lookup_value_regex = "[^/.]+"  # malformed ids reach get_object and answer 404, never 500
 
     def get_queryset(self):
         return (
@@ -297,10 +325,25 @@ class CampaignViewSet(
         page = self.paginate_queryset(campaign.events.all())
         return self.get_paginated_response(CampaignEventSerializer(page, many=True).data)
 
-    def _act(self, request, name: str):
+    @extend_schema(responses=CampaignDetailsSerializer, summary="A campaign with its lead, job and Instantly figures")
+    @action(detail=True, methods=["get"])
+    def details(self, request, pk=None):
+        """The campaign, its lead figures (by email status, enriched, errors), its job counts, and
+        Instantly's figures when it was pushed there, as the periodic sync stored them
+        (`analytics_synced_at`). If the last sync failed, `analytics_error` says why and `analytics`
+        holds the last figures read."""
         campaign = self.get_object()
-        if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
-            raise PermissionDenied(CanOperate.message)
+        jobs = job_counts(campaign_id=campaign.pk)
+        data = {
+            "campaign": CampaignSerializer(campaign, context={"request": request}).data,
+            "leads": {**campaign_lead_stats(campaign_id=campaign.pk), "errors": jobs[JobStatus.FAILED]},
+            "jobs": jobs,
+            **_analytics(campaign),
+        }
+        return Response(data)
+
+    def _act(self, request, name: str):
+        campaign = self.get_object()  # unsafe methods: CanOperateOrganization has checked the role
         kwargs = {"campaign_id": campaign.pk, "actor": request.user}
         body = (ReasonSerializer if name in ("pause", "cancel") else NoBodySerializer)(data=request.data)
         body.is_valid(raise_exception=True)
@@ -320,8 +363,6 @@ class CampaignViewSet(
     def schedule(self, request, pk=None):
         """Schedule the campaign: beat starts it once `scheduled_at` has passed."""
         campaign = self.get_object()
-        if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
-            raise PermissionDenied(CanOperate.message)
         body = ScheduleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         campaign = services.campaign_schedule(

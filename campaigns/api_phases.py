@@ -9,21 +9,20 @@
   allowed ones, as the actions' own endpoints are.
 """
 
-from django.urls import re_path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from campaigns_project import serializers as strict
 from campaigns_project.errors import ApplicationError
 
 from . import services
 from .api import CampaignSerializer
+from .api_base import CampaignResourceViewSet
 from .models import Campaign
-from .selectors import campaign_get_for_user, campaign_progress, user_can_operate
+from .selectors import campaign_progress
 from .states import PHASE_ORDER, CampaignStatus, Phase, campaign_actions_allowed, campaign_allowed
 from .transitions import action_refusal
 
@@ -145,12 +144,16 @@ def campaign_phases(*, campaign: Campaign, now=None) -> dict:
     }
 
 
-class CampaignPhasesView(APIView):
+class CampaignPhasesViewSet(CampaignResourceViewSet):
+    pagination_class = None
+    single_object = True  # one object at the collection route (campaigns_project.schema)
+    filter_backends: list = []
+
     @extend_schema(responses=CampaignPhasesSerializer, operation_id="campaign_phases", tags=["campaigns"])
-    def get(self, request, campaign_id):
+    def list(self, request, campaign_pk=None):
         """The current phase and its status, every phase with its progress, counts and timings, and
         the transitions available from the campaign's status."""
-        campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
+        campaign = self.get_campaign()
         return Response(CampaignPhasesSerializer(campaign_phases(campaign=campaign)).data)
 
 
@@ -166,7 +169,13 @@ def _refuse_target(campaign: Campaign, target: str) -> ApplicationError:
     )
 
 
-class CampaignTransitionView(APIView):
+class CampaignTransitionViewSet(CampaignResourceViewSet):
+    """The transition verb of a campaign, registered at the `campaigns` prefix with the lookup
+    `campaign_pk`: PUT campaigns/{campaign_pk}/transition."""
+
+    lookup_url_kwarg = "campaign_pk"
+    lookup_value_regex = "[^/.]+"
+
     @extend_schema(
         request=TransitionSerializer,
         responses={
@@ -176,13 +185,12 @@ class CampaignTransitionView(APIView):
         operation_id="campaign_transition",
         tags=["campaigns"],
     )
-    def put(self, request, campaign_id):
+    @action(detail=True, methods=["put"])
+    def transition(self, request, campaign_pk=None):
         """Move the campaign to `target` through the action that leads there from its status
         (start or resume → running, pause, cancel, schedule, unschedule), with `reason` kept in
         the history. The same checks as the action's own endpoint, the same 409 when refused."""
-        campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
-        if not user_can_operate(user=request.user, organization_id=campaign.organization_id):
-            raise PermissionDenied("Your role in this organization does not allow changes.")
+        campaign = self.get_campaign()  # CanOperateOrganization has checked the role
         body = TransitionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         target = body.validated_data["target"]
@@ -207,10 +215,3 @@ class CampaignTransitionView(APIView):
                 raise action_refusal(Campaign.objects.get(pk=campaign.pk), action.name) from exc
             raise
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
-
-
-CAMPAIGN = r"^campaigns/(?P<campaign_id>[^/]+)"
-urlpatterns = [
-    re_path(rf"{CAMPAIGN}/phases/?$", CampaignPhasesView.as_view(), name="campaign-phases"),
-    re_path(rf"{CAMPAIGN}/transition/?$", CampaignTransitionView.as_view(), name="campaign-transition"),
-]

@@ -6,5 +6,30 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self) -> None:
-        # Connect the queue cascade receivers and register the pipeline's job handlers.
-        from . import handlers, pausing  # noqa: F401
+        """Every plug-in of this app, wired by name: the pipeline's job handlers and the Instantly
+        channel, the queue cascade (pausing's signal receivers) and the status page's counts, the
+        campaign page's job panel, and the system check that every job type and channel is served."""
+        from django.contrib import admin
+        from django.core import checks
+
+        from queue_control.counts import queue_counts_register
+
+        from . import handlers, pausing
+        from .admin_jobs_leads import job_counts_panel
+        from .checks import plug_ins_check
+        from .registry import register
+        from .states import JobType
+
+        register(
+            job_handlers={
+                JobType.FETCH_LEADS: handlers.fetch_leads,
+                JobType.VERIFY_EMAIL: handlers.verify_emails,
+                JobType.ENRICH_LEAD: handlers.enrich_leads,
+                JobType.PUSH_INSTANTLY: handlers.push_instantly,
+            },
+            outreach_launchers={"instantly": handlers.instantly_outreach_launch},
+            outreach_settlers={"instantly": handlers.instantly_outreach_settle},
+        )
+        queue_counts_register("campaigns", pausing.queue_counts)
+        admin.site.register_campaign_panel("jobs", job_counts_panel)
+        checks.register(plug_ins_check)

@@ -21,7 +21,7 @@ from django.db.models import Case, JSONField, Value, When
 from django.utils import timezone
 
 from integrations.apollo import MAX_PER_PAGE, parse_search_url
-from integrations.errors import RateLimitedError
+from integrations.errors import ProviderError, RateLimitedError
 from integrations.instantly import COUNTS, MAX_LEADS_PER_CALL
 from integrations.millionverifier import email_status_for
 from integrations.providers import get_enricher, get_provider
@@ -31,15 +31,12 @@ from queue_control.guard import guarded_call
 
 from .batches import BatchRun
 from .jobs import Heartbeat, JobDeferred, JobIncomplete, JobStopped, job_checkpoint
-from .models import Campaign, CampaignPhase, Job, Lead
+from .models import Campaign, CampaignPhase, InstantlyAnalytics, Job, Lead
 from .pipeline import SENDABLE_EMAIL_STATUSES, fan_out, phase_items_add, phase_work_add
 from .registry import (
     OutreachOutcome,
     PermanentJobError,
     RetryableJobError,
-    job_handler,
-    outreach_launcher,
-    outreach_settler,
 )
 from .states import JobStatus, JobType, Phase
 
@@ -85,7 +82,6 @@ def _range(job: Job):
 # --- lead sourcing -----------------------------------------------------------------------------
 
 
-@job_handler(JobType.FETCH_LEADS)
 def fetch_leads(*, job: Job) -> dict:
     """Page through the Apollo search until the campaign has lead_count leads (deduped by email),
     or take the leads a CSV upload already stored. Checkpoints the next page after each one, so a
@@ -155,7 +151,6 @@ def _leads_store(campaign: Campaign, found: list, *, limit: int) -> int:
 # --- verification ------------------------------------------------------------------------------
 
 
-@job_handler(JobType.VERIFY_EMAIL)
 def verify_emails(*, job: Job) -> dict:
     """Verify the batch's unverified addresses (MillionVerifier charges per call: never twice per
     lead). An address the verifier refuses outright (BadRequestError) is marked invalid, so it is
@@ -199,7 +194,6 @@ def verify_emails(*, job: Job) -> dict:
 # --- enrichment --------------------------------------------------------------------------------
 
 
-@job_handler(JobType.ENRICH_LEAD)
 def enrich_leads(*, job: Job) -> dict:
     """Write one personalisation line for each sendable lead of the batch not enriched yet
     (OpenAI or Perplexity, per ENRICHMENT_PROVIDER)."""
@@ -257,7 +251,6 @@ def enrich_leads(*, job: Job) -> dict:
 # --- Instantly ---------------------------------------------------------------------------------
 
 
-@outreach_launcher("instantly")
 def instantly_outreach_launch(*, campaign: Campaign) -> None:
     """The Instantly channel's outreach: one job that creates the campaign in Instantly, and one
     push job per INSTANTLY_JOB_LEADS sendable leads (they wait for the campaign to exist)."""
@@ -266,7 +259,6 @@ def instantly_outreach_launch(*, campaign: Campaign) -> None:
     fan_out(campaign, JobType.PUSH_INSTANTLY, email_statuses=SENDABLE_EMAIL_STATUSES, batch_size=INSTANTLY_JOB_LEADS)
 
 
-@job_handler(JobType.PUSH_INSTANTLY)
 def push_instantly(*, job: Job) -> dict:
     """Create the campaign in Instantly (the job without a range), or add the job's range of
     sendable leads to it, MAX_LEADS_PER_CALL per call.
@@ -333,7 +325,6 @@ def _instantly_lead(lead: Lead) -> dict:
     return {key: value for key, value in payload.items() if value}
 
 
-@outreach_settler("instantly")
 def instantly_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     """Every push job is final: say what Instantly took, from the phase's counters."""
     phase = CampaignPhase.objects.filter(campaign=campaign, phase=Phase.OUTREACH).first()
@@ -355,34 +346,21 @@ def instantly_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     return OutreachOutcome(OutreachOutcome.DONE, message)
 
 
-def instantly_analytics_fetch(*, campaign: Campaign) -> dict:
-    """Instantly's current figures for a campaign (raises ProviderError or QueuePaused)."""
-    with get_provider("instantly") as instantly:
-        return guarded_call("instantly", instantly.campaign_analytics, campaign_id=campaign.instantly_campaign_id)
-
-
-def instantly_analytics_store(*, campaign: Campaign, analytics: dict) -> Job:
-    """Keep the latest figures as the campaign's one sync_analytics job (its result), so the
-    details page has them when Instantly cannot be asked."""
+def instantly_analytics_sync(*, campaign: Campaign) -> None:
+    """Read Instantly's current figures for a campaign through the breaker and store them (or why
+    they could not be read) in its InstantlyAnalytics row. The periodic sync is the only caller.
+    Raises QueuePaused (the queue is paused or a breaker opened): nothing is stored then."""
     now = timezone.now()
-    with transaction.atomic():
-        job = (
-            Job.objects.select_for_update()
-            .filter(campaign=campaign, job_type=JobType.SYNC_ANALYTICS)
-            .order_by("-pk")
-            .first()
+    try:
+        with get_provider("instantly") as instantly:
+            figures = guarded_call(
+                "instantly", instantly.campaign_analytics, campaign_id=campaign.instantly_campaign_id
+            )
+    except ProviderError as exc:
+        InstantlyAnalytics.objects.update_or_create(
+            campaign=campaign, defaults={"error": f"{exc.__class__.__name__}: {exc}", "attempted_at": now}
         )
-        if job is None:
-            job = Job(campaign=campaign, job_type=JobType.SYNC_ANALYTICS)
-        job.status, job.result, job.attempts = JobStatus.COMPLETED, analytics, job.attempts + 1
-        job.started_at = job.finished_at = now
-        job.save()
-    return job
-
-
-def instantly_analytics_last(*, campaign: Campaign) -> Job | None:
-    return (
-        Job.objects.filter(campaign=campaign, job_type=JobType.SYNC_ANALYTICS, status=JobStatus.COMPLETED)
-        .order_by("-pk")
-        .first()
+        raise
+    InstantlyAnalytics.objects.update_or_create(
+        campaign=campaign, defaults={"figures": figures, "synced_at": now, "error": "", "attempted_at": now}
     )

@@ -272,3 +272,23 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_type} #{self.pk} ({self.status})"
+
+
+class InstantlyAnalytics(models.Model):
+    """Instantly's own figures for a campaign pushed there, as the periodic sync
+    (campaigns.tasks.sync_instantly_analytics, guarded by the breaker) last read them. The API
+    reads these; no endpoint asks Instantly itself."""
+
+    campaign = models.OneToOneField(
+        Campaign, on_delete=models.CASCADE, primary_key=True, related_name="instantly_analytics"
+    )
+    figures = models.JSONField(null=True, blank=True, help_text="Instantly's answer at the last successful sync")
+    synced_at = models.DateTimeField(null=True, blank=True, help_text="when the figures were read")
+    error = models.TextField(blank=True, help_text="why the last sync of this campaign failed; empty after a success")
+    attempted_at = models.DateTimeField(null=True, blank=True, help_text="the last sync, successful or not")
+
+    class Meta:
+        verbose_name_plural = "Instantly analytics"
+
+    def __str__(self) -> str:
+        return f"Instantly analytics of campaign {self.campaign_id}"

@@ -6,19 +6,18 @@ same transaction. Every receiver issues a fixed number of set-based statements, 
 number of campaigns and jobs (benchmarks/cascade.py measures it).
 """
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
 from campaigns_project import live
-from campaigns_project.errors import ApplicationError
-from queue_control.signals import queue_counts_requested, queue_paused, queue_resumed
+from queue_control.signals import queue_paused, queue_resumed
 
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
-from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason, campaign_can
-from .transitions import campaign_transition
+from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason
+from .transitions import campaign_timestamps
 
 BREAKER_PREFIX = "breaker:"
 # Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.
@@ -75,7 +74,10 @@ def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", *
     )
     if ids:
         Campaign.objects.filter(pk__in=ids).update(
-            status=CampaignStatus.PAUSED, pause_reason=pause_reason, paused_at=now, updated_at=now
+            status=CampaignStatus.PAUSED,
+            pause_reason=pause_reason,
+            updated_at=now,
+            **campaign_timestamps(CampaignStatus.PAUSED, now),
         )
         _events_insert(
             ids,
@@ -104,7 +106,12 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
     )
     if not ids:
         return
-    Campaign.objects.filter(pk__in=ids).update(status=CampaignStatus.RUNNING, pause_reason="", updated_at=now)
+    Campaign.objects.filter(pk__in=ids).update(
+        status=CampaignStatus.RUNNING,
+        pause_reason="",
+        updated_at=now,
+        **campaign_timestamps(CampaignStatus.RUNNING, now),
+    )
     _events_insert(
         ids,
         from_status=CampaignStatus.PAUSED,
@@ -121,8 +128,9 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
     campaigns_kick(ids)
 
 
-@receiver(queue_counts_requested, dispatch_uid="campaigns.pausing.queue_counts")
-def queue_counts(sender, organization_ids=None, **kwargs) -> dict[str, int]:
+def queue_counts(*, organization_ids=None) -> dict[str, int]:
+    """The status page's counts of campaigns and jobs (queue_control.counts, registered in
+    CampaignsConfig.ready())."""
     campaigns, jobs = Campaign.objects.all(), Job.objects.active()
     if organization_ids is not None:  # a member reads only their own organizations' counts
         campaigns = campaigns.filter(organization_id__in=organization_ids)
@@ -137,31 +145,3 @@ def queue_counts(sender, organization_ids=None, **kwargs) -> dict[str, int]:
         paused_jobs=Count("pk", filter=Q(status=JobStatus.PAUSED)),
     )
     return counts
-
-
-def job_pause(*, job_id: int, actor=None, reason: str = "") -> Job:
-    """Pause one job, and with it its campaign (reason `job`): a campaign never runs on while one
-    of its jobs is paused. The campaign then waits for the queue resume."""
-    campaign_id = Job.objects.values_list("campaign_id", flat=True).get(pk=job_id)
-    with transaction.atomic():
-        # Campaign first, then job: the same lock order as the queue cascade, so the two never
-        # deadlock each other.
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if JobStatus.PAUSED not in JOB_TRANSITIONS.get(job.status, ()):
-            raise ApplicationError(
-                f"Cannot pause a {job.status} job.",
-                current_status=job.status,
-                allowed_transitions=list(JOB_TRANSITIONS.get(job.status, ())),
-            )
-        job.status = JobStatus.PAUSED
-        job.save(update_fields=["status", "updated_at"])
-        if campaign_can(campaign.status, CampaignStatus.PAUSED):
-            campaign_transition(
-                campaign_id=campaign.pk,
-                to_status=CampaignStatus.PAUSED,
-                actor=actor,
-                pause_reason=PauseReason.JOB,
-                reason=reason or f"job {job.pk} ({job.job_type}) paused",
-            )
-    return job

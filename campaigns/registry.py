@@ -1,5 +1,9 @@
 """Plug-in points of the pipeline, so apps above campaigns (tracking) add work without a cycle.
 
+Each app registers its plug-ins by name in its AppConfig.ready() (`register(...)` below), and the
+system check campaigns.checks refuses to run without a handler for every job type and a launcher
+and a settler for every channel.
+
 - A job handler runs one claimed Job and returns its result dict. It raises `RetryableJobError`
   for a transient failure (the runner retries with backoff up to JOB_MAX_ATTEMPTS) and
   `PermanentJobError` to fail that job only. Provider errors (integrations.errors) and
@@ -53,25 +57,22 @@ class PermanentJobError(Exception):
     pass
 
 
-def _registrar(table: dict, name: str) -> Callable:
-    def register(fn):
-        table[name] = fn
-        return fn
-
-    return register
-
-
-def job_handler(job_type: str) -> Callable[[JobHandler], JobHandler]:
-    return _registrar(JOB_HANDLERS, job_type)
-
-
-def outreach_launcher(channel: str) -> Callable[[OutreachLauncher], OutreachLauncher]:
-    return _registrar(OUTREACH_LAUNCHERS, channel)
-
-
-def outreach_settler(channel: str) -> Callable[[OutreachSettler], OutreachSettler]:
-    return _registrar(OUTREACH_SETTLERS, channel)
-
-
-def job_recoverer(job_type: str) -> Callable[[JobRecoverer], JobRecoverer]:
-    return _registrar(JOB_RECOVERERS, job_type)
+def register(
+    *,
+    job_handlers: dict[str, JobHandler] | None = None,
+    outreach_launchers: dict[str, OutreachLauncher] | None = None,
+    outreach_settlers: dict[str, OutreachSettler] | None = None,
+    job_recoverers: dict[str, JobRecoverer] | None = None,
+) -> None:
+    """Register plug-ins by job type or channel name (from an AppConfig.ready()). A name registered
+    twice is a programming error, refused."""
+    for table, entries in (
+        (JOB_HANDLERS, job_handlers),
+        (OUTREACH_LAUNCHERS, outreach_launchers),
+        (OUTREACH_SETTLERS, outreach_settlers),
+        (JOB_RECOVERERS, job_recoverers),
+    ):
+        for name, fn in (entries or {}).items():
+            if table.get(name, fn) is not fn:
+                raise ValueError(f"{name!r} is registered twice: {table[name]!r} and {fn!r}")
+            table[name] = fn

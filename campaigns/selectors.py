@@ -3,7 +3,7 @@ import uuid
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import Campaign, Organization
+from .models import Campaign, InstantlyAnalytics, Organization
 from .states import PHASE_ORDER, Phase
 
 
@@ -53,3 +53,11 @@ def campaign_progress(*, campaign: Campaign) -> dict[str, int]:
             overall += row.progress / 100
     current = phases.get(campaign.phase)
     return {"overall": int(overall * 100 / len(working)), "phase": current.progress if current else 0}
+
+
+NOT_SYNCED_YET = "Instantly's figures have not been synced yet (the sync runs every 15 minutes)."
+
+
+def instantly_analytics_get(*, campaign: Campaign) -> InstantlyAnalytics | None:
+    """What the periodic sync last stored of Instantly's figures for this campaign, if anything."""
+    return InstantlyAnalytics.objects.filter(campaign=campaign).first()

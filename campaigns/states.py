@@ -48,7 +48,6 @@ class JobType(models.TextChoices):
     ENRICH_LEAD = "enrich_lead"
     SEND_EMAIL = "send_email"
     PUSH_INSTANTLY = "push_instantly"
-    SYNC_ANALYTICS = "sync_analytics"
 
 
 # The job types whose outcomes make up each phase (done has none), and the Celery queue (a key of

@@ -94,7 +94,8 @@ def launch_scheduled_campaigns() -> int:
 @shared_task
 def sync_instantly_analytics() -> dict:
     """Every 15 minutes: fetch Instantly's figures for campaigns pushed there (running, paused, or
-    completed within the retention period) and keep the latest as their sync_analytics job."""
+    completed within the retention period) into their InstantlyAnalytics rows, through the breaker.
+    The only caller of Instantly's analytics: the API reads what this stored."""
     if not queue_is_active():
         return {"synced": 0, "errors": 0, "skipped": "queue paused"}
     recent = timezone.now() - timedelta(days=settings.JOB_RETENTION_DAYS)
@@ -106,13 +107,12 @@ def sync_instantly_analytics() -> dict:
     synced = errors = 0
     for campaign in campaigns.iterator():  # one provider call per campaign is what syncing means
         try:
-            analytics = handlers.instantly_analytics_fetch(campaign=campaign)
+            handlers.instantly_analytics_sync(campaign=campaign)
         except QueuePaused:
             break  # a breaker opened meanwhile: stop calling
         except ProviderError as exc:
             errors += 1
             logger.warning("Instantly analytics for campaign %s failed: %s", campaign.pk, exc)
             continue
-        handlers.instantly_analytics_store(campaign=campaign, analytics=analytics)
         synced += 1
     return {"synced": synced, "errors": errors}

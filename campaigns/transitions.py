@@ -11,6 +11,8 @@ transitions table.
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns_project.errors import ApplicationError
@@ -26,6 +28,20 @@ _TIMESTAMP_FOR = {
     CampaignStatus.FAILED: "failed_at",
     CampaignStatus.CANCELLED: "cancelled_at",
 }
+# Set on the first move there only: started_at is when the campaign first ran. Each resume is a
+# history row (campaign.running, from paused), not a new start.
+_FIRST_ONLY = {"started_at"}
+
+
+def campaign_timestamps(to_status: str, now) -> dict:
+    """The timestamp fields a move to `to_status` sets, for a set-based UPDATE of many campaigns
+    (the queue cascade): the same table as one campaign's move, the first start kept."""
+    field = _TIMESTAMP_FOR.get(to_status)
+    if field is None:
+        return {}
+    if field in _FIRST_ONLY:
+        return {field: Coalesce(F(field), Value(now, output_field=DateTimeField()))}
+    return {field: now}
 
 
 def _actor_label(actor, actor_label: str) -> str:
@@ -98,8 +114,9 @@ def _move(
 ) -> Campaign:
     from_status = campaign.status
     campaign.status = to_status
-    if to_status in _TIMESTAMP_FOR:
-        setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
+    field = _TIMESTAMP_FOR.get(to_status)
+    if field is not None and not (field in _FIRST_ONLY and getattr(campaign, field) is not None):
+        setattr(campaign, field, timezone.now())
     campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
     if status_message is not None:
         campaign.status_message = status_message[:500]

@@ -1,10 +1,18 @@
-from rest_framework.routers import DefaultRouter
+"""The campaigns app's API routes: (prefix, ViewSet, basename) registered on the one API router
+(campaigns_project/api_urls.py). A campaign's sub-resources are ViewSets under
+`campaigns/(?P<campaign_pk>[^/.]+)/<resource>`; its verbs are actions of CampaignViewSet (and the
+transition, CampaignTransitionViewSet)."""
 
-from . import api_phases, api_pipeline
-from .api import CampaignViewSet
+from . import api, api_jobs, api_leads, api_phases
 
-router = DefaultRouter(trailing_slash="/?")
-router.include_root_view = False  # /api/v1/ lists every app's resources (campaigns_project.api_root)
-router.register("campaigns", CampaignViewSet, basename="campaign")
+CAMPAIGN = r"campaigns/(?P<campaign_pk>[^/.]+)"
 
-urlpatterns = api_pipeline.urlpatterns + api_phases.urlpatterns + router.urls
+ROUTES = [
+    ("campaigns", api.CampaignViewSet, "campaign"),
+    ("campaigns", api_phases.CampaignTransitionViewSet, "campaign-transition"),
+    (f"{CAMPAIGN}/phases", api_phases.CampaignPhasesViewSet, "campaign-phases"),
+    (f"{CAMPAIGN}/results", api_leads.CampaignResultsViewSet, "campaign-results"),
+    (f"{CAMPAIGN}/leads/upload", api_leads.CampaignLeadsUploadViewSet, "campaign-leads-upload"),
+    (f"{CAMPAIGN}/jobs", api_jobs.CampaignJobsViewSet, "campaign-jobs"),
+    (f"{CAMPAIGN}/cleanup", api_jobs.CampaignJobsCleanupViewSet, "campaign-jobs-cleanup"),
+]

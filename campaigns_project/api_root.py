@@ -46,7 +46,11 @@ class ApiRootView(APIView):
         def url(name: str, **kwargs) -> str:
             return reverse(name, kwargs=kwargs or None, request=request, format=format)
 
-        campaigns = url("campaign-list")
+        def collection(name: str) -> str:  # the router's slash is optional; a collection's link has it
+            link = url(name)
+            return link if link.endswith("/") else f"{link}/"
+
+        campaigns = collection("campaign-list")
         return Response(
             {
                 "campaigns": campaigns,
@@ -54,21 +58,21 @@ class ApiRootView(APIView):
                 "recipient": {name: f"{campaigns}tracking/{{recipient_id}}/{name}" for name in RECIPIENT_RESOURCES},
                 "queue-management/status": url("queue-status"),
                 "queue-management/pause": url("queue-pause"),
-                "queue-management/resume-service": url("queue-resume"),
-                "queue-management/circuit-breakers": url("circuit-breakers"),
+                "queue-management/resume-service": url("queue-resume-service"),
+                "queue-management/circuit-breakers": url("circuit-breaker-list"),
                 "queue-management/circuit-breakers/{service}/reset": url("circuit-breaker-reset", service="{service}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
-                "webhook-endpoints": url("webhook-endpoint-list"),
+                "webhook-endpoints": collection("webhook-endpoint-list"),
                 "webhook-endpoint": {
-                    name or "detail": f"{url('webhook-endpoint-list')}{{id}}/{name}"
+                    name or "detail": f"{collection('webhook-endpoint-list')}{{id}}/{name}"
                     for name in ("", "deliveries", "test", "rotate-secret")
                 },
                 "webhook-deliveries/{id}/replay": url("webhook-delivery-replay", delivery_id="{id}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
-                "webhooks/generic": url("webhook-generic"),
-                "webhooks/instantly": url("webhook-instantly"),
+                "webhooks/generic": url("webhook-generic-list"),
+                "webhooks/instantly": url("webhook-instantly-list"),
                 "webhooks/inbound-mail": url("inbound-mail-list"),
                 "schema": url("schema"),
                 "docs": url("api-docs"),

@@ -32,7 +32,7 @@ class RequestGuardMiddleware:
     - a NUL character in any query parameter's name or value: 400 naming the parameter.
       PostgreSQL cannot take a NUL in any string, so a search or a filter holding one would
       otherwise fail deep in a query;
-    - a NUL in the path: 404, like any other malformed id (DESIGN §9: malformed ids are 404s).
+    - a NUL in the path: 404, like any other malformed id (design §9 (docs/design.md): malformed ids are 404s).
     """
 
     def __init__(self, get_response):

@@ -16,11 +16,18 @@ code itself (then the view's own description and body win):
 """
 
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import get_view_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PATH_STRINGS = {
+    "campaign_pk": "The campaign's id.",
+    "recipient_id": "The recipient's id.",
+    "delivery_id": "The delivery's id.",
+    "service": "The service's name.",
+}
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -52,6 +59,39 @@ def _error(description: str, serializer=ErrorSerializer) -> OpenApiResponse:
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _resolve_path_parameters(self, variables):
+        """`campaign_pk`, the campaign of a sub-resource (campaigns/(?P<campaign_pk>[^/.]+)/…), is its
+        id, a string, whatever model the sub-resource lists; so are the ids of the ViewSets that
+        list no model (a recipient's tracking, a delivery's replay, a breaker's service)."""
+        modelless = get_view_model(self.view, emit_warnings=False) is None
+        fixed = [v for v in variables if v == "campaign_pk" or (modelless and v in PATH_STRINGS)]
+        parameters = super()._resolve_path_parameters([v for v in variables if v not in fixed])
+        for name in fixed:
+            parameters.insert(
+                variables.index(name),
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": PATH_STRINGS[name],
+                },
+            )
+        return parameters
+
+    def _is_list_view(self, serializer=None) -> bool:
+        """A sub-resource ViewSet that answers one object at its collection route (a campaign's
+        stats, analytics, phases, progress: `single_object = True`) is not a list."""
+        if getattr(self.view, "single_object", False):
+            return False
+        return super()._is_list_view(serializer)
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if getattr(self.view, "single_object", False) and operation_id.endswith("_list"):
+            return operation_id.removesuffix("_list") + "_retrieve"
+        return operation_id
+
     def _has_body(self) -> bool:
         return self.method in ("POST", "PUT", "PATCH")
 

@@ -42,7 +42,7 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "campaigns_project.apps.ProjectConfig",
-    "django.contrib.admin",
+    "campaigns_project.apps.AdminConfig",  # django.contrib.admin with our AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -178,6 +178,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "campaigns_project.pagination.Pagination",
+    "DEFAULT_METADATA_CLASS": "campaigns_project.metadata.Metadata",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "campaigns_project.schema.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
@@ -380,7 +381,8 @@ SANDBOX_CONTROLS_TTL_SECONDS = env_float("SANDBOX_CONTROLS_TTL_SECONDS", 1.0, mi
 # Comma-separated services whose sandbox fails every call (failure injection from the environment).
 SANDBOX_FAIL = env_list("SANDBOX_FAIL", [])
 
-SERVICES = ("apollo", "instantly", "millionverifier", "openai", "perplexity", "smtp")
+# Every service with a breaker: the providers above and our own SMTP path. The one list.
+SERVICES = tuple(sorted([*PROVIDERS, "smtp"]))
 BREAKERS = {
     service: {
         "threshold": env_int(f"BREAKER_{service.upper()}_THRESHOLD", 3, minimum=1),

@@ -8,21 +8,13 @@ from tracking.metrics import metrics_view
 from .api_root import ApiRootView
 from .health import healthz
 
-# There is no public site: the admin's "View site" leads to the browsable API, and / to the admin.
-admin.site.site_url = "/api/v1/"
-admin.site.site_header = "Campaign back-office"
-admin.site.site_title = "Campaign back-office"
-# The list pages need the width for their columns (jobs, recipients, events, leads in a 1400 px
-# window); the index and the breadcrumbs lead everywhere the sidebar did.
-admin.site.enable_nav_sidebar = False
-
+# There is no public site: / leads to the admin (campaigns_project.admin_site, its settings).
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/queue-management/", include("queue_control.urls")),
-    path("api/v1/", include("tracking.api_urls")),
-    path("api/v1/", include("campaigns.urls")),
+    path("api/v1/", include("campaigns_project.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api-auth/", include("rest_framework.urls")),

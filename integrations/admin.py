@@ -1,3 +1,5 @@
+from typing import cast
+
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db.models import QuerySet
@@ -28,5 +30,5 @@ class SandboxSettingAdmin(admin.ModelAdmin):
         sandbox_controls_forget()
         verb = "now fail every call" if fail else "answer normally again"
         # The admin history is where operators look for who injected a failure, and when.
-        LogEntry.objects.log_actions(request.user.pk, queryset, CHANGE, f"Changed fail to {fail}.")
+        LogEntry.objects.log_actions(cast(int, request.user.pk), queryset, CHANGE, f"Changed fail to {fail}.")
         self.message_user(request, f"{count} sandbox(es) {verb}: {services}.")

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from .errors import ServerError
 from .http import ProviderClient
@@ -63,9 +62,3 @@ class InstantlyClient(ProviderClient):
         rows = body if isinstance(body, list) else [body]
         matching = [row for row in rows if isinstance(row, dict) and row.get("campaign_id") in (None, campaign_id)]
         return matching[0] if matching else {}
-
-    def pause_campaign(self, *, campaign_id: str) -> None:
-        self.request("POST", f"{API}/campaigns/{quote(campaign_id, safe='')}/pause")
-
-    def activate_campaign(self, *, campaign_id: str) -> None:
-        self.request("POST", f"{API}/campaigns/{quote(campaign_id, safe='')}/activate")

@@ -1,6 +1,6 @@
 """Which provider answers: the real client when its API key is configured, the sandbox otherwise."""
 
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 from django.conf import settings
 
@@ -54,8 +54,8 @@ def get_provider(service: str) -> Provider:
     if service not in REAL:
         raise ValueError(f"Unknown provider {service!r}; known: {', '.join(REAL)}")
     if settings.PROVIDERS[service]["api_key"]:
-        return REAL[service].from_settings()
-    return SANDBOXES[service]()
+        return cast(Provider, REAL[service].from_settings())
+    return cast(Provider, SANDBOXES[service]())
 
 
 def get_enricher() -> Enricher:

@@ -22,7 +22,7 @@ from django.conf import settings
 from .apollo import MAX_PER_PAGE, LeadData, LeadsPage, check_page, has_more_pages
 from .errors import SandboxInjectedFailure
 from .instantly import AddLeadsResult
-from .millionverifier import VerificationResult
+from .millionverifier import Result, VerificationResult
 from .models import SandboxSetting
 
 APOLLO_TOTAL = 5000
@@ -196,6 +196,7 @@ class MillionVerifierSandbox(Sandbox):
     def verify(self, email: str) -> VerificationResult:
         self.call()
         address = email.strip().lower()
+        result: Result
         if "@" not in address or address.startswith("bad."):
             result, quality, subresult, code = "invalid", "bad", "mailbox_not_found", 6
         elif digest("millionverifier", address) % 100 < CATCH_ALL_PERCENT:
@@ -277,9 +278,3 @@ class InstantlySandbox(Sandbox):
             "unsubscribed_count": contacted * rng.randrange(0, 3) // 100,
             "completed_count": contacted * rng.randrange(0, 50) // 100,
         }
-
-    def pause_campaign(self, *, campaign_id: str) -> None:
-        self.call()
-
-    def activate_campaign(self, *, campaign_id: str) -> None:
-        self.call()

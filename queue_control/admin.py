@@ -104,7 +104,7 @@ def breaker_reset_view(request: HttpRequest, service: str) -> HttpResponse:
     return _back()
 
 
-def _queue_control_urls() -> list:
+def queue_control_urls() -> list:
     view = admin.site.admin_view  # staff only, redirects anonymous users to the admin login
     return [
         path("queue-control/", view(queue_control_view), name="queue_control"),
@@ -112,8 +112,3 @@ def _queue_control_urls() -> list:
         path("queue-control/resume/", view(queue_resume_view), name="queue_control_resume"),
         path("queue-control/breakers/<str:service>/reset/", view(breaker_reset_view), name="queue_control_reset"),
     ]
-
-
-_stock_get_urls = admin.site.get_urls
-# The default AdminSite has no hook for extra pages; put ours in front of its own URLs.
-admin.site.get_urls = lambda: _queue_control_urls() + _stock_get_urls()

@@ -2,10 +2,10 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import permissions, serializers
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from campaigns_project import serializers as strict
 
@@ -82,21 +82,22 @@ class NoBodySerializer(strict.Serializer):
     """No fields; any field sent is refused."""
 
 
-class QueueView(APIView):
+class QueueViewSet(viewsets.GenericViewSet):
+    """The queue latch: its status, pause and resume (queue-management/status, pause, resume-service)."""
+
     permission_classes = [permissions.IsAuthenticated, CanOperateQueue]
+    pagination_class = None
 
-
-class QueueStatusView(QueueView):
     @extend_schema(responses=QueueStatusSerializer, operation_id="queue_status", tags=TAGS)
-    def get(self, request):
+    @action(detail=False, methods=["get"])
+    def status(self, request):
         """The queue latch, every circuit breaker, whether a resume is possible, and how much work is
         running and paused: everywhere for the platform, in your own organizations otherwise."""
         return _status_response(request)
 
-
-class QueuePauseView(QueueView):
     @extend_schema(request=PauseSerializer, responses=QueueStatusSerializer, operation_id="queue_pause", tags=TAGS)
-    def post(self, request):
+    @action(detail=False, methods=["post"])
+    def pause(self, request):
         """Pause the queue for every organization: running campaigns and their pending and processing
         jobs are paused, and nothing resumes by itself. Platform permission only."""
         body = PauseSerializer(data=request.data)
@@ -104,15 +105,14 @@ class QueuePauseView(QueueView):
         services.queue_pause(reason=body.validated_data.get("reason", ""), actor=request.user)
         return _status_response(request)
 
-
-class QueueResumeView(QueueView):
     @extend_schema(
         request=None,
         responses={200: QueueStatusSerializer, 409: ResumeRefused},
         operation_id="queue_resume",
         tags=TAGS,
     )
-    def post(self, request):
+    @action(detail=False, methods=["post"], url_path="resume-service")
+    def resume_service(self, request):
         """Resume the queue: campaigns paused by the queue, a breaker or a job run again and their
         paused jobs are re-enqueued; campaigns paused by hand stay paused. Refused (409) while any
         breaker is not closed. Platform permission only."""
@@ -121,21 +121,28 @@ class QueueResumeView(QueueView):
         return _status_response(request)
 
 
-class BreakerListView(QueueView):
+class BreakerViewSet(viewsets.GenericViewSet):
+    """Every service's circuit breaker (queue-management/circuit-breakers), and its reset."""
+
+    permission_classes = [permissions.IsAuthenticated, CanOperateQueue]
+    pagination_class = None
+    filter_backends: list = []
+    lookup_field = "service"
+    lookup_value_regex = "[^/.]+"
+
     @extend_schema(responses=BreakerSerializer(many=True), operation_id="circuit_breakers_list", tags=TAGS)
-    def get(self, request):
+    def list(self, request):
         """Every service's circuit breaker: state, failures in the window, threshold, when it opened and why."""
         return Response(BreakerSerializer(selectors.breakers_status(), many=True).data)
 
-
-class BreakerResetView(QueueView):
     @extend_schema(
         request=None,
         responses={200: BreakerSerializer, 404: OpenApiResponse(description="No such service.")},
         operation_id="circuit_breaker_reset",
         tags=TAGS,
     )
-    def post(self, request, service: str):
+    @action(detail=True, methods=["post"])
+    def reset(self, request, service: str):
         """Close one service's breaker (failure count 0). Nothing else changes: the queue and its
         campaigns stay paused until a queue resume. Platform permission only."""
         NoBodySerializer(data=request.data).is_valid(raise_exception=True)

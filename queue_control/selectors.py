@@ -7,9 +7,9 @@ from django.db.models import QuerySet
 
 from . import breakers
 from .breakers import CLOSED, OPEN, UNKNOWN, Breaker
+from .counts import queue_counts_collect
 from .gate import gate_open
 from .models import QueueEvent, QueueState
-from .signals import queue_counts_requested
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,7 @@ def open_breakers() -> list[str]:
 def queue_counts(*, organization_ids: list | None = None) -> dict[str, int]:
     """Counts for the status page, from the apps above (queue_control does not know their models):
     of every organization (None, for the platform), or of these organizations only."""
-    counts: dict[str, int] = {}
-    for _receiver, response in queue_counts_requested.send(sender=QueueState, organization_ids=organization_ids):
-        counts.update(response or {})
-    return counts
+    return queue_counts_collect(organization_ids=organization_ids)
 
 
 def queue_history(*, limit: int = 50) -> QuerySet[QueueEvent]:

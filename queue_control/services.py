@@ -150,8 +150,3 @@ def breaker_failure_record(*, service: str, error: BaseException | str, trips_im
             )
             queue_pause(reason=f"breaker:{service}", actor=None, actor_label=SYSTEM)
     return opened
-
-
-def breaker_trip(*, service: str, error: str = "tripped by hand") -> bool:
-    """Open a breaker at once, as a quota error would (tests and demos)."""
-    return breaker_failure_record(service=service, error=error, trips_immediately=True)

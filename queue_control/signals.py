@@ -10,6 +10,3 @@ from django.dispatch import Signal
 queue_paused = Signal()
 # kwargs: actor (User | None), actor_label (str)
 queue_resumed = Signal()
-# Receivers return a dict of counts for the status page, e.g. {"paused_campaigns": 3, "paused_jobs": 120}.
-# kwargs: organization_ids (None: every organization; else count only these organizations' work)
-queue_counts_requested = Signal()

@@ -1,17 +1,13 @@
-from django.urls import path
+"""Queue management routes, included at /api/v1/queue-management/. The design names these paths
+without a trailing slash, and the schema spells them so; the slashed spelling answers too (one
+route each, the slash optional: campaigns_project.routers)."""
+
+from campaigns_project.routers import Router
 
 from . import api
 
-# The design names these paths without a trailing slash. The slashed spelling works too, but only
-# the design's spelling goes into the OpenAPI schema.
-ROUTES = [
-    ("status", api.QueueStatusView, "queue-status"),
-    ("pause", api.QueuePauseView, "queue-pause"),
-    ("resume-service", api.QueueResumeView, "queue-resume"),
-    ("circuit-breakers", api.BreakerListView, "circuit-breakers"),
-    ("circuit-breakers/<str:service>/reset", api.BreakerResetView, "circuit-breaker-reset"),
-]
+router = Router(schema_slash=False)
+router.register("circuit-breakers", api.BreakerViewSet, basename="circuit-breaker")
+router.register("", api.QueueViewSet, basename="queue")
 
-urlpatterns = [path(route, view.as_view(), name=name) for route, view, name in ROUTES] + [
-    path(f"{route}/", view.as_view(schema=None)) for route, view, _ in ROUTES
-]
+urlpatterns = router.urls

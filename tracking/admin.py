@@ -5,16 +5,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from campaigns.admin import CAMPAIGN_PANELS
-from campaigns.admin_pipeline import BoundedCountPaginator, CampaignFilter
+from campaigns.admin_jobs_leads import BoundedCountPaginator, CampaignFilter
 from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from . import selectors, services
-from .admin_panels import campaign_stats_panel
 from .models import EmailEvent, Link, Recipient, Suppression
 from .states import RecipientStatus
-
-CAMPAIGN_PANELS.append(campaign_stats_panel)  # the stats on the campaign page
 
 
 class StuckInSendingFilter(admin.SimpleListFilter):
@@ -140,8 +136,11 @@ class SuppressionAdmin(admin.ModelAdmin):
         return ["organization", "email", "reason"] if obj else []
 
     def save_model(self, request, obj: Suppression, form, change: bool) -> None:
-        obj.email = services.normalize_email(obj.email)
-        super().save_model(request, obj, form, change)
+        """Through the service, as every other suppression: normalized, the first reason kept.
+        (Saved rows are read-only, so this is only ever an addition; the admin logs it.)"""
+        services.suppression_add(organization_id=obj.organization_id, email=obj.email, reason=obj.reason)
+        stored = Suppression.objects.get(organization_id=obj.organization_id, email=services.normalize_email(obj.email))
+        obj.pk, obj.email, obj.reason, obj.created_at = stored.pk, stored.email, stored.reason, stored.created_at
 
 
 @admin.register(Link)

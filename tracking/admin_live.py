@@ -6,7 +6,6 @@ from django.contrib import admin, messages
 from campaigns_project.errors import ApplicationError
 
 from . import outbound
-from .admin_dashboard import dashboard_urls
 from .models import WebhookDelivery, WebhookEndpoint
 
 
@@ -127,7 +126,3 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Delivery {delivery.pk}: {exc.message}", messages.ERROR)
         if replayed:
             self.message_user(request, f"{replayed} deliver{'y' if replayed == 1 else 'ies'} queued again.")
-
-
-_stock_get_urls = admin.site.get_urls
-admin.site.get_urls = lambda: dashboard_urls() + _stock_get_urls()

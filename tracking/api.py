@@ -1,23 +1,32 @@
 """Tracking API: recipients, test send, stats and analytics, recipient events, webhooks.
 
-Views are thin: every campaign is looked up through campaigns.selectors (another organization's
-campaign is a 404), writes need an owner or operator role, and the work is one service or selector.
+ViewSets on the router (tracking/api_urls.py): a campaign's sub-resources derive from
+campaigns.api_base.CampaignResourceViewSet (another organization's campaign is a 404; writes need
+an owner or operator role, CanOperateOrganization), and the work is one service or selector.
 """
 
+import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import permissions, serializers, status
-from rest_framework.exceptions import APIException, PermissionDenied
-from rest_framework.generics import GenericAPIView
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from campaigns.selectors import campaign_get_for_user, user_can_operate
+from campaigns.api_base import CampaignResourceViewSet, CanOperateOrganization
 from campaigns_project import serializers as strict
 from campaigns_project.datetimes import event_time_refusal
+from campaigns_project.filters import FilterSet
+from campaigns_project.pagination import HasNextPagination
 from campaigns_project.parsers import JSONInputError, as_api_error, json_loads
 from campaigns_project.throttling import ScopedRateThrottle
 from integrations.errors import ProviderError
@@ -26,15 +35,6 @@ from . import selectors, services, webhooks
 from .models import EmailEvent, Link, Recipient
 from .sending import campaign_send_test
 from .states import EventType, RecipientStatus
-
-OPERATE_DENIED = "Your role in this organization does not allow changes."
-
-
-def _campaign(request, campaign_id, *, write: bool = False):
-    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
-    if write and not user_can_operate(user=request.user, organization_id=campaign.organization_id):
-        raise PermissionDenied(OPERATE_DENIED)
-    return campaign
 
 
 class RecipientSerializer(strict.ModelSerializer):
@@ -91,59 +91,64 @@ RecipientsAddResult = inline_serializer(
 )
 
 
-class RecipientListView(GenericAPIView):
+class RecipientFilter(FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=RecipientStatus.choices)
+
+    class Meta:
+        model = Recipient
+        fields = ["status"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The campaign's recipients, paginated (no count: see docs/decisions.md), filtered by status "
+        "and searched by address."
+    ),
+    retrieve=extend_schema(
+        description="One recipient of the campaign: status, message id, when it was sent, first opened and clicked."
+    ),
+)
+class RecipientViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, CampaignResourceViewSet
+):
     """A campaign's recipients (filtered by status, searched by address), or add some."""
 
     serializer_class = RecipientSerializer
-    queryset = Recipient.objects.none()  # the schema's model; get() scopes to the campaign
+    filterset_class = RecipientFilter
+    pagination_class = HasNextPagination
+    search_fields = ["email"]
+    ordering_fields = ["id"]
+    ordering = ["id"]
+    lookup_value_regex = r"\d+"
+    lookup_url_kwarg = "recipient_id"
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, many=True, enum=RecipientStatus.values),
-            OpenApiParameter("search", str, description="Part of the email address."),
-        ],
-        responses=RecipientSerializer(many=True),
-    )
-    def get(self, request, campaign_id):
-        """The campaign's recipients, paginated, filtered by status and searched by address."""
-        campaign = _campaign(request, campaign_id)
-        statuses = request.query_params.getlist("status")
-        bad = sorted(set(statuses) - set(RecipientStatus.values))
-        if bad:
-            raise serializers.ValidationError({"status": [f"Unknown status: {', '.join(bad)}."]})
-        recipients = selectors.recipient_list(
-            campaign=campaign, statuses=statuses, search=request.query_params.get("search", "")
-        )
-        page = self.paginate_queryset(recipients)
-        return self.get_paginated_response(RecipientSerializer(page, many=True).data)
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Recipient.objects.none()
+        return Recipient.objects.filter(campaign=self.get_campaign())
 
-    @extend_schema(request=RecipientsAddSerializer, responses={201: RecipientsAddResult})
-    def post(self, request, campaign_id):
-        """Add recipients by address or from the campaign's leads; duplicates, suppressed addresses
-        and leads that failed verification are skipped and counted. Refused (409) once final."""
-        campaign = _campaign(request, campaign_id, write=True)
-        serializer = RecipientsAddSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        counts = services.recipients_add(campaign=campaign, actor=request.user, **serializer.validated_data)
-        return Response(counts, status=status.HTTP_201_CREATED)
-
-
-class RecipientDetailView(APIView):
-    @extend_schema(responses=RecipientSerializer)
-    def get(self, request, campaign_id, recipient_id):
-        """One recipient of the campaign: status, message id, when it was sent, first opened and clicked."""
-        campaign = _campaign(request, campaign_id)
-        recipient = campaign.recipients.filter(pk=recipient_id).first()
+    def get_object(self):
+        recipient = self.get_queryset().filter(pk=self.kwargs["recipient_id"]).first()
         if recipient is None:
             raise Http404("No recipient with that id.")
-        return Response(RecipientSerializer(recipient).data)
+        return recipient
+
+    @extend_schema(request=RecipientsAddSerializer, responses={201: RecipientsAddResult})
+    def create(self, request, *args, **kwargs):
+        """Add recipients by address or from the campaign's leads; duplicates, suppressed addresses
+        and leads that failed verification are skipped and counted. Refused (409) once final."""
+        serializer = RecipientsAddSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        counts = services.recipients_add(campaign=self.get_campaign(), actor=request.user, **serializer.validated_data)
+        return Response(counts, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None, 409: OpenApiResponse(description="Only pending recipients can go.")})
-    def delete(self, request, campaign_id, recipient_id):
+    def destroy(self, request, *args, **kwargs):
         """Remove a recipient nothing was sent to (pending only; 409 otherwise)."""
-        campaign = _campaign(request, campaign_id, write=True)
         try:
-            services.recipient_delete(campaign=campaign, recipient_id=recipient_id, actor=request.user)
+            services.recipient_delete(
+                campaign=self.get_campaign(), recipient_id=int(self.kwargs["recipient_id"]), actor=request.user
+            )
         except Recipient.DoesNotExist:
             raise Http404("No recipient with that id.")
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -158,43 +163,53 @@ class TestSendSerializer(strict.Serializer):
     email = serializers.EmailField()
 
 
-class TestSendView(APIView):
+class TestSendViewSet(CampaignResourceViewSet):
     """Render the campaign for a sample lead and mail it to one address, as a real send would be.
     Rate-limited per user (the `test_send` rate): each one renders and sends a message."""
 
     throttle_scope = "test_send"
+    serializer_class = TestSendSerializer
 
     @extend_schema(
         request=TestSendSerializer,
         responses={200: inline_serializer("TestSendResult", {"message_id": serializers.CharField()})},
     )
-    def post(self, request, campaign_id):
-        campaign = _campaign(request, campaign_id, write=True)
+    def create(self, request, campaign_pk=None):
         body = TestSendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            message_id = campaign_send_test(campaign=campaign, to=body.validated_data["email"], actor=request.user)
+            message_id = campaign_send_test(
+                campaign=self.get_campaign(), to=body.validated_data["email"], actor=request.user
+            )
         except ProviderError as exc:
             raise ServiceUnavailable(f"The mail server is unavailable: {exc.message}")
         return Response({"message_id": message_id})
 
 
-class StatsView(APIView):
+class StatsViewSet(CampaignResourceViewSet):
     """Sent, delivered, opens and clicks (unique and total, human and raw), bounces, complaints,
     unsubscribes, replies and rates, from the campaign's counters."""
 
+    pagination_class = None
+    single_object = True  # one object at the collection route (campaigns_project.schema)
+    filter_backends: list = []
+
     @extend_schema(responses=inline_serializer("CampaignStats", {"sent": serializers.IntegerField()}))
-    def get(self, request, campaign_id):
-        return Response(selectors.campaign_stats(campaign=_campaign(request, campaign_id)))
+    def list(self, request, campaign_pk=None):
+        return Response(selectors.campaign_stats(campaign=self.get_campaign()))
 
 
-class AnalyticsView(APIView):
+class AnalyticsViewSet(CampaignResourceViewSet):
     """Events per hour (48 h) and per day (30 days), the top links, and Instantly's own figures for
-    a campaign on that channel."""
+    a campaign on that channel, as the periodic sync stored them."""
+
+    pagination_class = None
+    single_object = True  # one object at the collection route (campaigns_project.schema)
+    filter_backends: list = []
 
     @extend_schema(responses=inline_serializer("CampaignAnalytics", {"hourly": serializers.ListField()}))
-    def get(self, request, campaign_id):
-        return Response(selectors.campaign_analytics(campaign=_campaign(request, campaign_id)))
+    def list(self, request, campaign_pk=None):
+        return Response(selectors.campaign_analytics(campaign=self.get_campaign()))
 
 
 # --- Events of one recipient -------------------------------------------------------------------
@@ -224,21 +239,31 @@ class EventBodySerializer(strict.Serializer):
         return value
 
 
-def _recipient(request, recipient_id, *, write: bool = False) -> Recipient:
-    recipient = selectors.recipient_get_for_user(user=request.user, recipient_id=recipient_id)
-    if write and not user_can_operate(user=request.user, organization_id=recipient.campaign.organization_id):
-        raise PermissionDenied(OPERATE_DENIED)
-    return recipient
+class RecipientTrackingViewSet(viewsets.GenericViewSet):
+    """One recipient's events (campaigns/tracking/{recipient_id}/events), and recording an open, a
+    click or a bounce reported by an integrator (source `api`)."""
 
+    permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
+    serializer_class = EmailEventSerializer
+    pagination_class = HasNextPagination
+    filter_backends: list = []
+    lookup_url_kwarg = "recipient_id"
+    lookup_value_regex = "[^/.]+"
 
-class RecipientEventCreateView(APIView):
-    """Record an open, a click or a bounce reported by an integrator (source `api`)."""
+    def get_object(self) -> Recipient:
+        recipient = selectors.recipient_get_for_user(user=self.request.user, recipient_id=self.kwargs["recipient_id"])
+        self.check_object_permissions(self.request, recipient)
+        return recipient
 
-    event_type = ""
+    @extend_schema(responses=EmailEventSerializer(many=True))  # paginated, as the answer is
+    @action(detail=True, methods=["get"])
+    def events(self, request, recipient_id=None):
+        """Every event of one recipient, newest first."""
+        page = self.paginate_queryset(selectors.recipient_events(recipient=self.get_object()))
+        return self.get_paginated_response(EmailEventSerializer(page, many=True).data)
 
-    @extend_schema(request=EventBodySerializer, responses={201: EmailEventSerializer})
-    def post(self, request, recipient_id):
-        recipient = _recipient(request, recipient_id, write=True)
+    def _record(self, request, event_type: str) -> Response:
+        recipient = self.get_object()
         body = EventBodySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -246,7 +271,7 @@ class RecipientEventCreateView(APIView):
         if link_id is not None and not Link.objects.filter(pk=link_id, campaign_id=recipient.campaign_id).exists():
             raise serializers.ValidationError({"link_id": ["Not a link of this recipient's campaign."]})
         event = services.event_record(
-            type=self.event_type,
+            type=event_type,
             recipient_id=recipient.pk,
             occurred_at=data.get("occurred_at"),
             link_id=link_id,
@@ -256,18 +281,23 @@ class RecipientEventCreateView(APIView):
         )
         return Response(EmailEventSerializer(event).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=EventBodySerializer, responses={201: EmailEventSerializer})
+    @action(detail=True, methods=["post"])
+    def open(self, request, recipient_id=None):
+        """Record an open reported by an integrator (source `api`)."""
+        return self._record(request, EventType.OPEN)
 
-class RecipientEventListView(GenericAPIView):
-    """Every event of one recipient, newest first."""
+    @extend_schema(request=EventBodySerializer, responses={201: EmailEventSerializer})
+    @action(detail=True, methods=["post"])
+    def click(self, request, recipient_id=None):
+        """Record a click reported by an integrator (source `api`)."""
+        return self._record(request, EventType.CLICK)
 
-    serializer_class = EmailEventSerializer
-    queryset = EmailEvent.objects.none()  # the schema's model; get() scopes to the recipient
-
-    @extend_schema(responses=EmailEventSerializer(many=True))  # paginated, as the answer is
-    def get(self, request, recipient_id):
-        recipient = _recipient(request, recipient_id)
-        page = self.paginate_queryset(selectors.recipient_events(recipient=recipient))
-        return self.get_paginated_response(EmailEventSerializer(page, many=True).data)
+    @extend_schema(request=EventBodySerializer, responses={201: EmailEventSerializer})
+    @action(detail=True, methods=["post"])
+    def bounce(self, request, recipient_id=None):
+        """Record a bounce reported by an integrator (source `api`)."""
+        return self._record(request, EventType.BOUNCE)
 
 
 # --- Webhooks ----------------------------------------------------------------------------------
@@ -332,7 +362,7 @@ class WebhookUnauthorized(APIException):
     default_detail = "The webhook is not authentic."
 
 
-class WebhookView(APIView):
+class WebhookViewSet(viewsets.GenericViewSet):
     """A provider's webhook, authenticated by that provider's scheme (tracking.webhooks,
     docs/security.md) and recorded as an email event. No session or token: the signature or the
     shared secret is the credential, so CSRF does not apply. Replays are no-ops; an event time
@@ -347,7 +377,7 @@ class WebhookView(APIView):
     def get_authenticate_header(self, request):
         return "Webhook-Signature" if self.provider == "generic" else "Bearer"
 
-    def post(self, request):
+    def create(self, request):
         verifier = webhooks.VERIFIERS[self.provider]
         body = request.body
         try:
@@ -381,7 +411,7 @@ def _webhook_schema(body, headers: list, refused: str):
     )
 
 
-class GenericWebhookView(WebhookView):
+class GenericWebhookViewSet(WebhookViewSet):
     """Our own signed event format (Standard Webhooks: webhook-id, webhook-timestamp,
     webhook-signature), for relays and tools we control. Recorded once per event id."""
 
@@ -392,11 +422,11 @@ class GenericWebhookView(WebhookView):
         WEBHOOK_HEADERS[:3],
         "Missing or wrong signature, or a timestamp outside the tolerance window.",
     )
-    def post(self, request):
-        return super().post(request)
+    def create(self, request):
+        return super().create(request)
 
 
-class InstantlyWebhookView(WebhookView):
+class InstantlyWebhookViewSet(WebhookViewSet):
     """Instantly's event webhooks, authenticated by the `Authorization: Bearer` secret configured in
     the Instantly webhook's headers and a payload timestamp within the tolerance window."""
 
@@ -407,5 +437,5 @@ class InstantlyWebhookView(WebhookView):
         WEBHOOK_HEADERS[3:],
         "Missing or wrong shared secret, or a payload timestamp outside the tolerance window.",
     )
-    def post(self, request):
-        return super().post(request)
+    def create(self, request):
+        return super().create(request)

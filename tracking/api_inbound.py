@@ -20,7 +20,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
 
 from . import inbound, webhooks
 from .api import WebhookThrottle, WebhookUnauthorized
@@ -134,9 +133,3 @@ class InboundMailViewSet(viewsets.ViewSet):
             raise WebhookUnauthorized(str(exc))
         with transaction.atomic():
             return Response(inbound.inbound_mail_record(raw=body, via="inbound"))
-
-
-router = DefaultRouter(trailing_slash="/?")
-router.include_root_view = False
-router.register("webhooks/inbound-mail", InboundMailViewSet, basename="inbound-mail")
-urlpatterns = router.urls

@@ -2,7 +2,8 @@
 poll), and the organization's outgoing webhook endpoints with their delivery log and replay.
 
 Every view starts from the user's organizations (another organization's endpoint or campaign is
-a 404); viewers read, owners and operators change (campaigns.selectors.user_can_operate).
+a 404); viewers read, owners and operators change (campaigns.api_base.CanOperateOrganization).
+ViewSets, registered on the router by tracking/api_urls.py.
 """
 
 import uuid
@@ -10,26 +11,21 @@ import uuid
 import django_filters
 from django.db.models import QuerySet
 from django.http import Http404
-from django.urls import re_path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
-from rest_framework.views import APIView
 
 from campaigns.api import OrganizationSlugField
-from campaigns.selectors import campaign_get_for_user, organizations_for_user, user_can_operate
+from campaigns.api_base import OPERATE_DENIED, CampaignResourceViewSet, CanOperateOrganization
+from campaigns.selectors import organizations_for_user, user_can_operate
 from campaigns.states import CampaignStatus, Phase
 from campaigns_project import serializers as strict
 from campaigns_project.filters import FilterSet
 
 from . import live, outbound
 from .models_outbound import SUBSCRIBABLE_EVENT_TYPES, WebhookDelivery, WebhookEndpoint, WebhookEventType
-
-OPERATE_DENIED = "Your role in this organization does not allow changes."
-
 
 # --- campaign.progress -------------------------------------------------------------------------
 
@@ -74,18 +70,21 @@ class ProgressMessageSerializer(serializers.Serializer):
     data = ProgressDataSerializer()
 
 
-class CampaignProgressView(APIView):
+class CampaignProgressViewSet(CampaignResourceViewSet):
+    pagination_class = None
+    single_object = True  # one object at the collection route (campaigns_project.schema)
+    filter_backends: list = []
+
     @extend_schema(
         responses=ProgressMessageSerializer,
         operation_id="campaign_progress",
         tags=["campaigns"],
         summary="The campaign's campaign.progress message, as the WebSocket sends it",
     )
-    def get(self, request, campaign_id):
+    def list(self, request, campaign_pk=None):
         """Status, pause cause, phase and its progress, overall progress, counts, send rate and ETA:
         the same message /ws/live/ pushes, for clients that poll."""
-        campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
-        return Response(live.campaign_progress_message(campaign=campaign))
+        return Response(live.campaign_progress_message(campaign=self.get_campaign()))
 
 
 # --- webhook endpoints -------------------------------------------------------------------------
@@ -214,15 +213,6 @@ class NoBodySerializer(strict.Serializer):
 Conflict = OpenApiResponse(description="Refused in the endpoint's or delivery's state; `detail` says why.")
 
 
-class CanOperateEndpoint(permissions.BasePermission):
-    message = OPERATE_DENIED
-
-    def has_object_permission(self, request, view, obj) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return user_can_operate(user=request.user, organization_id=obj.organization_id)
-
-
 @extend_schema_view(
     list=extend_schema(description="Your organizations' outgoing webhook endpoints."),
     create=extend_schema(
@@ -244,8 +234,8 @@ class WebhookEndpointViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = WebhookEndpointSerializer
-    permission_classes = [permissions.IsAuthenticated, CanOperateEndpoint]
-    lookup_value_regex = "[^/]+"
+    permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
+    lookup_value_regex = "[^/.]+"
     search_fields = ["url", "description"]
     ordering_fields = ["created_at", "url"]
     ordering = ["-created_at"]
@@ -329,14 +319,21 @@ class WebhookEndpointViewSet(
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
-class DeliveryReplayView(APIView):
+class WebhookDeliveryViewSet(viewsets.GenericViewSet):
+    """One delivery of an outgoing webhook (webhook-deliveries/{delivery_id}), and its replay."""
+
+    permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
+    lookup_url_kwarg = "delivery_id"
+    lookup_value_regex = "[^/.]+"
+
     @extend_schema(
         request=None,
         responses={202: DeliverySerializer, 409: Conflict},
         operation_id="webhook_delivery_replay",
         tags=["webhook-endpoints"],
     )
-    def post(self, request, delivery_id):
+    @action(detail=True, methods=["post"])
+    def replay(self, request, delivery_id=None):
         """Send a delivery again now, with the same event id, whatever its status (owners and operators)."""
         NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         try:
@@ -350,22 +347,6 @@ class DeliveryReplayView(APIView):
         )
         if delivery is None:
             raise Http404("No delivery with that id.")
-        if not user_can_operate(user=request.user, organization_id=delivery.endpoint.organization_id):
-            raise PermissionDenied(OPERATE_DENIED)
+        self.check_object_permissions(request, delivery)
         delivery = outbound.delivery_replay(delivery=delivery)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
-
-
-router = DefaultRouter(trailing_slash="/?")
-router.include_root_view = False
-router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
-
-urlpatterns = [
-    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/progress/?$", CampaignProgressView.as_view(), name="campaign-progress"),
-    re_path(
-        r"^webhook-deliveries/(?P<delivery_id>[^/]+)/replay/?$",
-        DeliveryReplayView.as_view(),
-        name="webhook-delivery-replay",
-    ),
-    *router.urls,
-]

@@ -1,35 +1,25 @@
-"""Tracking API routes, included at /api/v1/ before campaigns.urls so that these win over the
-campaign router's detail routes. A trailing slash is optional, as on the campaign router."""
+"""The tracking app's API routes: (prefix, ViewSet, basename) registered on the one API router
+(campaigns_project/api_urls.py). A campaign's sub-resources sit under
+`campaigns/(?P<campaign_pk>[^/.]+)/`; no route depends on the order of inclusion
+(tests/test_routes.py)."""
 
-from django.urls import re_path
+from campaigns.urls import CAMPAIGN
 
 from . import api, api_inbound, api_live
-from .states import EventType
 
-urlpatterns = [
-    re_path(r"^campaigns/tracking/(?P<recipient_id>[^/]+)/events/?$", api.RecipientEventListView.as_view()),
-    *[
-        re_path(
-            rf"^campaigns/tracking/(?P<recipient_id>[^/]+)/{kind}/?$",
-            api.RecipientEventCreateView.as_view(event_type=kind),
-            name=f"tracking-recipient-{kind}",
-        )
-        for kind in (EventType.OPEN, EventType.CLICK, EventType.BOUNCE)
-    ],
-    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/recipients/?$", api.RecipientListView.as_view(), name="recipients"),
-    re_path(
-        r"^campaigns/(?P<campaign_id>[^/]+)/recipients/(?P<recipient_id>\d+)/?$",
-        api.RecipientDetailView.as_view(),
-        name="recipient-detail",
-    ),
-    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/test/?$", api.TestSendView.as_view(), name="campaign-test-send"),
-    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/stats/?$", api.StatsView.as_view(), name="campaign-stats"),
-    re_path(r"^campaigns/(?P<campaign_id>[^/]+)/analytics/?$", api.AnalyticsView.as_view(), name="campaign-analytics"),
+ROUTES = [
+    (f"{CAMPAIGN}/recipients", api.RecipientViewSet, "campaign-recipient"),
+    (f"{CAMPAIGN}/test", api.TestSendViewSet, "campaign-test-send"),
+    (f"{CAMPAIGN}/stats", api.StatsViewSet, "campaign-stats"),
+    (f"{CAMPAIGN}/analytics", api.AnalyticsViewSet, "campaign-analytics"),
+    (f"{CAMPAIGN}/progress", api_live.CampaignProgressViewSet, "campaign-progress"),
+    ("campaigns/tracking", api.RecipientTrackingViewSet, "tracking-recipient"),
     # One route per provider, each with its own verifier and schema; any other provider is a 404.
-    re_path(r"^webhooks/generic/?$", api.GenericWebhookView.as_view(), name="webhook-generic"),
-    re_path(r"^webhooks/instantly/?$", api.InstantlyWebhookView.as_view(), name="webhook-instantly"),
+    ("webhooks/generic", api.GenericWebhookViewSet, "webhook-generic"),
+    ("webhooks/instantly", api.InstantlyWebhookViewSet, "webhook-instantly"),
     # Raw MIME from relays and ESP inbound routes (tracking/api_inbound.py, docs/flows/replies.md).
-    *api_inbound.urlpatterns,
-    # Live operations: progress for clients that poll, outgoing webhook endpoints (tracking/api_live.py).
-    *api_live.urlpatterns,
+    ("webhooks/inbound-mail", api_inbound.InboundMailViewSet, "inbound-mail"),
+    # Live operations: outgoing webhook endpoints and their deliveries (tracking/api_live.py).
+    ("webhook-endpoints", api_live.WebhookEndpointViewSet, "webhook-endpoint"),
+    ("webhook-deliveries", api_live.WebhookDeliveryViewSet, "webhook-delivery"),
 ]

@@ -6,6 +6,24 @@ class TrackingConfig(AppConfig):
     name = "tracking"
 
     def ready(self) -> None:
-        # Registers the send_email job handler and the smtp outreach launcher with the pipeline.
-        # The live view's and the outgoing webhooks' receivers of campaign and queue history.
+        """Every plug-in of this app, wired by name: the SMTP channel's send job handler,
+        recoverer, launcher and settler; the campaign page's stats panel and the live dashboard's
+        admin pages. (`receivers` connects the live view's and the outgoing webhooks' receivers of
+        campaign and queue history.)"""
+        from django.contrib import admin
+
+        from campaigns.registry import register
+        from campaigns.states import JobType
+
         from . import receivers, sending  # noqa: F401
+        from .admin_dashboard import dashboard_urls
+        from .admin_panels import campaign_stats_panel
+
+        register(
+            job_handlers={JobType.SEND_EMAIL: sending.send_email_job},
+            job_recoverers={JobType.SEND_EMAIL: sending.send_job_recover},
+            outreach_launchers={"smtp": sending.smtp_outreach_launch},
+            outreach_settlers={"smtp": sending.smtp_outreach_settle},
+        )
+        admin.site.register_campaign_panel("stats", campaign_stats_panel)
+        admin.site.register_pages("live_dashboard", dashboard_urls)

@@ -1,6 +1,5 @@
 """Every read of the tracking app, shared by the API, the admin and the benchmarks."""
 
-import logging
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
@@ -9,12 +8,11 @@ from django.http import Http404
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from campaigns.selectors import campaign_list_for_user
+from campaigns.selectors import NOT_SYNCED_YET, campaign_list_for_user, instantly_analytics_get
 
 from .counters import counters_read
 from .models import EmailEvent, Recipient
-
-logger = logging.getLogger(__name__)
+from .states import RecipientStatus
 
 # A recipient in `sending` for longer than this was most likely cut off mid-hand-over (a killed
 # worker, a lost connection): the admin reports it for an operator to decide.
@@ -51,7 +49,7 @@ def recipient_events(*, recipient: Recipient) -> QuerySet[EmailEvent]:
 
 def recipients_stuck_in_sending(*, now: datetime | None = None) -> QuerySet[Recipient]:
     cutoff = (now or timezone.now()) - STUCK_SENDING_AFTER
-    return Recipient.objects.filter(status="sending", claimed_at__lt=cutoff)
+    return Recipient.objects.filter(status=RecipientStatus.SENDING, claimed_at__lt=cutoff)
 
 
 def _rate(part: int, whole: int) -> float:
@@ -145,17 +143,20 @@ def campaign_top_links(*, campaign: Campaign, limit: int = TOP_LINKS) -> list[di
 
 
 def instantly_analytics(*, campaign: Campaign) -> dict:
-    """Instantly's own figures for a campaign on that channel. Any failure of that read becomes an
-    `instantly_error` field: a provider that is down must not break our own analytics."""
+    """Instantly's own figures for a campaign on that channel, as the periodic sync stored them
+    (`instantly_synced_at`); why they are missing or stale is an `instantly_error` field. Never a
+    call to Instantly: the sync is the only caller, through the breaker."""
     if not campaign.instantly_campaign_id:
         return {"instantly_error": "The campaign has not been pushed to Instantly yet."}
-    try:
-        from integrations.providers import get_provider
-
-        return {"instantly": get_provider("instantly").campaign_analytics(campaign_id=campaign.instantly_campaign_id)}
-    except Exception as exc:  # any failure, including a paused queue: reported, never a 500
-        logger.warning("Instantly analytics for campaign %s failed: %s", campaign.pk, exc)
-        return {"instantly_error": f"{exc.__class__.__name__}: {exc}"}
+    stored = instantly_analytics_get(campaign=campaign)
+    if stored is None:
+        return {"instantly_error": NOT_SYNCED_YET}
+    result: dict = {"instantly_synced_at": stored.synced_at}
+    if stored.figures is not None:
+        result["instantly"] = stored.figures
+    if stored.error:
+        result["instantly_error"] = stored.error
+    return result
 
 
 def campaign_analytics(*, campaign: Campaign, now: datetime | None = None) -> dict:

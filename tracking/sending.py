@@ -37,12 +37,8 @@ from campaigns.registry import (
     OutreachOutcome,
     PermanentJobError,
     RetryableJobError,
-    job_handler,
-    job_recoverer,
-    outreach_launcher,
-    outreach_settler,
 )
-from campaigns.states import JobType, Phase
+from campaigns.states import Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
@@ -200,7 +196,6 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
 # --- The launcher and the settler ---------------------------------------------------------------
 
 
-@outreach_launcher("smtp")
 def smtp_outreach_launch(*, campaign: Campaign) -> None:
     """Recipients from the verified leads minus the organization's suppression list, then one
     send_email job per SEND_BATCH_SIZE pending recipients. Runs in the pipeline's transaction."""
@@ -252,7 +247,6 @@ def _recipients_insert_select(campaign: Campaign) -> int:
         return cursor.rowcount
 
 
-@outreach_settler("smtp")
 def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     """Every send job is final. Pending recipients left (a 4xx, a released batch) get more jobs,
     unless they used all their attempts; recipients still in `sending` wait for an operator; a
@@ -283,7 +277,10 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
             f"them to be sent again, or mark them sent or failed.",
         )
     counts = counters_read(campaign_id=campaign.pk)
-    sent, failed, bounced = (counts.get(f"recipients.{s}", 0) for s in ("sent", "failed", "bounced"))
+    sent, failed, bounced = (
+        counts.get(f"recipients.{s}", 0)
+        for s in (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.BOUNCED)
+    )
     if not sent and failed + bounced:
         last_error = (
             Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.FAILED, RecipientStatus.BOUNCED))
@@ -328,9 +325,10 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
     )
-    params = [campaign, "pending", settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, "sending", claimed_at, job_id]
+    pending, sending = RecipientStatus.PENDING, RecipientStatus.SENDING
+    params = [campaign, pending, settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, sending, claimed_at, job_id]
     with db.cursor() as cursor:
-        cursor.execute(sql, [*params, "pending"])
+        cursor.execute(sql, [*params, pending])
         return sorted(row[0] for row in cursor.fetchall())
 
 
@@ -340,7 +338,6 @@ def _send_bucket(campaign: Campaign) -> TokenBucket:
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
 
 
-@job_handler(JobType.SEND_EMAIL)
 def send_email_job(*, job: Job) -> dict:
     """Send one batch of a campaign's pending recipients through one SMTP connection."""
     campaign = Campaign.objects.get(pk=job.campaign_id)
@@ -517,7 +514,6 @@ class SendBatch:
             self.untouched.difference_update(ids)
 
 
-@job_recoverer(JobType.SEND_EMAIL)
 def send_job_recover(*, job: Job) -> str:
     """A send job lost its worker. From its journal: accepted messages are marked sent, the
     recipient whose commit began without an answer stays in `sending` (uncertain), and every

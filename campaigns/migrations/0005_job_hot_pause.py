@@ -3,7 +3,6 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-
 # Free room in every page of campaigns_job, so that the queue pause's one UPDATE of every active
 # job is HOT (the new row version on the same page, no index entry written). PostgreSQL only; it
 # applies to pages written from now on: `VACUUM FULL campaigns_job` rewrites an existing table.

@@ -14,6 +14,7 @@ from campaigns.runner import job_work
 from campaigns.states import QUEUE_JOB_TYPES
 from queue_control import services as queue_services
 from queue_control.models import QueueState
+from tests.breakers import breaker_trip
 from tests.factories import CampaignFactory
 from tracking import live
 from tracking.models import Recipient
@@ -88,7 +89,7 @@ def test_the_dashboard_follows_a_campaign_through_its_phases_a_pause_and_a_resum
     assert page.locator(f"#campaign-{campaign.pk} .live-counts").inner_text().startswith("20 → ")
     screenshot(page, "2-verification")
 
-    queue_services.breaker_trip(service="millionverifier", error="credits exhausted (injected)")
+    breaker_trip(service="millionverifier", error="credits exhausted (injected)")
     wait_for_row(page, campaign, status="paused")
     assert "breaker:millionverifier" in page.locator(f"#campaign-{campaign.pk} .live-cause").inner_text()
     page.wait_for_selector("#live-queue[data-state=paused]")

@@ -456,7 +456,8 @@ def test_schedule_sets_the_launch_time_and_refuses_a_past_one(alice_client, org)
 
 
 def test_start_is_refused_while_the_queue_is_paused_or_a_breaker_is_open(alice_client, org):
-    from queue_control.services import breaker_reset, breaker_trip, queue_pause
+    from queue_control.services import breaker_reset, queue_pause
+    from tests.breakers import breaker_trip
 
     campaign = CampaignFactory(organization=org)
     breaker_trip(service="openai", error="boom")

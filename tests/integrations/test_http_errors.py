@@ -76,9 +76,12 @@ def expect(httpserver, endpoint):
     return expect
 
 
-def test_it_succeeds_on_a_2xx(endpoint, expect, client_for):
+def test_it_succeeds_on_a_2xx(endpoint, expect, client_for, httpserver):
     expect().respond_with_json(endpoint.ok_body)
-    endpoint.call(client_for(endpoint.client))
+    result = endpoint.call(client_for(endpoint.client))
+    httpserver.check_assertions()  # the one expected request was made, and nothing else
+    assert len(httpserver.log) == 1 and httpserver.log[0][1].status_code == 200
+    assert result is not None and result != {}  # the 2xx body was read into the client's answer
 
 
 def test_it_sends_the_api_key_and_a_user_agent(endpoint, expect, client_for, httpserver):

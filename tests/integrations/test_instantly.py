@@ -57,17 +57,3 @@ def test_it_reads_the_analytics_of_one_campaign(httpserver, client_for):
         "/api/v2/campaigns/analytics", method="GET", query_string={"id": "0190-camp"}
     ).respond_with_json([row])
     assert client_for(InstantlyClient).campaign_analytics(campaign_id="0190-camp") == row
-
-
-def test_it_pauses_and_activates_a_campaign(httpserver, client_for):
-    httpserver.expect_ordered_request("/api/v2/campaigns/0190-camp/pause", method="POST").respond_with_json(
-        {"id": "0190-camp", "status": 2}
-    )
-    httpserver.expect_ordered_request("/api/v2/campaigns/0190-camp/activate", method="POST").respond_with_json(
-        {"id": "0190-camp", "status": 1}
-    )
-    client = client_for(InstantlyClient)
-    client.pause_campaign(campaign_id="0190-camp")
-    client.activate_campaign(campaign_id="0190-camp")
-    httpserver.check_assertions()
-    assert all(not request.data for request, _ in httpserver.log)

@@ -126,9 +126,9 @@ class TestFailureInjection:
     def test_an_operator_toggle_fails_every_call_until_switched_off(self):
         SandboxSetting.objects.filter(service="instantly").update(fail=True)
         with pytest.raises(SandboxInjectedFailure):
-            InstantlySandbox().pause_campaign(campaign_id="c1")
+            InstantlySandbox().create_campaign(name="c1")
         SandboxSetting.objects.filter(service="instantly").update(fail=False)
-        InstantlySandbox().pause_campaign(campaign_id="c1")
+        assert InstantlySandbox().create_campaign(name="c1")
 
     def test_it_tells_the_smtp_path_when_failure_is_injected(self, settings):
         assert not failure_injected("smtp")

@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from queue_control import services as queue_services
+from tests.breakers import breaker_trip
 from tests.factories import JobFactory
 
 
@@ -32,7 +32,7 @@ def scrape(client, settings):
 def test_metrics_show_the_queue_pausing_and_the_breaker_that_did_it(scrape, running_campaign):
     before = scrape()
     assert before[("cbo_queue_paused", ())] == 0
-    queue_services.breaker_trip(service="millionverifier")
+    breaker_trip(service="millionverifier")
     after = scrape()
     assert after[("cbo_queue_paused", ())] == 1
     assert after[("cbo_breaker_state", (("service", "millionverifier"), ("state", "open")))] == 1

@@ -16,6 +16,7 @@ from werkzeug import Response
 from campaigns import services as campaign_services
 from queue_control import services as queue_services
 from queue_control.selectors import breakers_not_closed, queue_is_active
+from tests.breakers import breaker_trip
 from tracking import outbound
 from tracking.models import Link, Recipient, WebhookDelivery, WebhookEndpoint
 from tracking.services import open_buffer, opens_drain, recipients_mark_sent
@@ -62,7 +63,7 @@ def test_a_receiver_gets_exactly_the_events_it_subscribed_to_signed(org, alice, 
     endpoint = endpoint_for(org, receiver, "campaign.status_changed", "breaker.opened")
     campaign_services.campaign_pause(campaign_id=running_campaign.pk, actor=alice, reason="lunch")
     queue_services.queue_pause(reason="maintenance", actor=alice)  # queue.paused: not subscribed
-    queue_services.breaker_trip(service="openai")
+    breaker_trip(service="openai")
     assert deliver_all()["delivered"] == 2
 
     bodies = received(receiver)

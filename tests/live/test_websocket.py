@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from campaigns.pipeline import phase_items_add
-from queue_control import services as queue_services
+from tests.breakers import breaker_trip
 from tests.factories import CampaignFactory
 from tracking.live import live_publish
 
@@ -151,7 +151,7 @@ def test_staff_see_every_organizations_campaigns_on_the_platform_view(staff, run
 def test_a_queue_pause_and_a_breaker_go_out_as_queue_state(alice, sockets):
     socket = sockets(alice)
     socket.receive()
-    queue_services.breaker_trip(service="apollo")
+    breaker_trip(service="apollo")
     live_publish()
     state = socket.receive_type("queue.state")
     assert state["data"]["state"] == "paused"

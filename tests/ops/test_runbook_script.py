@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = ROOT / "scripts" / "reset_and_run_concurrent_campaigns_test.sh"
@@ -23,7 +24,7 @@ def run_script(tmp_path, *args):
         DEBUG="true",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",  # embedded default, away from the checkout
         # The suite's Redis, under an installation of its own: no test worker takes its tasks.
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        REDIS_URL=settings.REDIS_URL,  # the suite's own (REDIS_URL, or test_settings' default)
         INSTALLATION_ID=f"runbook-{uuid.uuid4().hex[:8]}",
         ENV_FILE=str(tmp_path / "env"),  # not the checkout's own .run/env
         LOG_FILE=str(tmp_path / "smoke.log"),

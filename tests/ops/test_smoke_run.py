@@ -8,7 +8,7 @@ from django.core.management import call_command
 from campaigns.models import Campaign, Job
 from campaigns_project.celery import app
 from queue_control.models import QueueState
-from queue_control.services import breaker_trip
+from tests.breakers import breaker_trip
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from campaigns.admin_pipeline import job_counts_for
+from campaigns.admin_jobs_leads import job_counts_for
 from campaigns.states import JobStatus, JobType
 from tests.factories import CampaignFactory, JobFactory, LeadFactory
 
@@ -90,3 +90,14 @@ def test_the_lead_list_offers_the_campaigns_that_have_leads(admin_client_logged_
     JobFactory(campaign=CampaignFactory(organization=org, name="Jobs but no leads"), job_type=JobType.FETCH_LEADS)
 
     assert campaign_choices(admin_client_logged_in.get("/admin/campaigns/lead/")) == ["Q4 <b>CTOs</b>"]
+
+
+def test_leads_are_read_only_in_the_admin(admin_client_logged_in, campaign):
+    lead = LeadFactory(campaign=campaign, email="ro@example.org")
+    page = admin_client_logged_in.get(f"/admin/campaigns/lead/{lead.pk}/change/")
+    assert page.status_code == 200 and b'name="email"' not in page.content  # shown, not editable
+    posted = admin_client_logged_in.post(f"/admin/campaigns/lead/{lead.pk}/change/", {"email": "x@example.org"})
+    assert posted.status_code == 403
+    assert admin_client_logged_in.post(f"/admin/campaigns/lead/{lead.pk}/delete/", {"post": "yes"}).status_code == 403
+    lead.refresh_from_db()
+    assert lead.email == "ro@example.org"

@@ -9,8 +9,8 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from campaigns import tasks
-from campaigns.models import Campaign, Job
-from campaigns.states import JobStatus, JobType
+from campaigns.models import Campaign, InstantlyAnalytics, Job
+from campaigns.states import JobType
 from campaigns_project.celery import app
 from integrations.sandbox import InstantlySandbox
 from queue_control.models import QueueState
@@ -87,7 +87,7 @@ def test_nothing_is_started_while_the_queue_is_paused(org):
     assert Campaign.objects.get(pk=due.pk).status == "scheduled"
 
 
-def test_instantly_analytics_are_synced_into_the_campaigns_sync_job(org):
+def test_instantly_analytics_are_synced_into_the_campaigns_analytics_row(org):
     pushed = CampaignFactory(
         organization=org,
         channel="instantly",
@@ -99,10 +99,11 @@ def test_instantly_analytics_are_synced_into_the_campaigns_sync_job(org):
 
     assert tasks.sync_instantly_analytics() == {"synced": 1, "errors": 0}
     assert tasks.sync_instantly_analytics() == {"synced": 1, "errors": 0}
-    job = Job.objects.get(campaign=pushed, job_type=JobType.SYNC_ANALYTICS)
-    assert job.status == JobStatus.COMPLETED
-    assert job.result["campaign_id"] == "c-1"
-    assert job.attempts == 2
+    stored = InstantlyAnalytics.objects.get()
+    assert stored.campaign_id == pushed.pk
+    assert stored.figures["campaign_id"] == "c-1"
+    assert stored.error == "" and stored.synced_at == stored.attempted_at
+    assert not Job.objects.exists()  # no job row stands in for the figures
 
 
 def test_no_analytics_call_is_made_while_the_queue_is_paused(org, monkeypatch):
@@ -116,4 +117,6 @@ def test_a_failing_analytics_call_is_counted_and_the_others_go_on(org, settings)
     settings.SANDBOX_FAIL = ["instantly"]
     CampaignFactory(organization=org, status="running", instantly_campaign_id="c-1")
     assert tasks.sync_instantly_analytics() == {"synced": 0, "errors": 1}
-    assert not Job.objects.filter(job_type=JobType.SYNC_ANALYTICS).exists()
+    stored = InstantlyAnalytics.objects.get()
+    assert (stored.figures, stored.synced_at) == (None, None)
+    assert "failure injected" in stored.error and stored.attempted_at is not None

@@ -55,7 +55,9 @@ def test_a_worker_racing_a_pause_never_starts_a_call_after_the_pause_commits():
 
     thread = threading.Thread(target=worker)
     thread.start()
-    time.sleep(0.05)  # the worker is busy calling the provider
+    deadline = time.monotonic() + 5
+    while not starts and time.monotonic() < deadline:  # the worker is busy calling the provider
+        time.sleep(0.01)
     assert starts
 
     queue_pause(reason="manual")  # commits (no outer transaction in this test)

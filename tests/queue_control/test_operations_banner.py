@@ -4,7 +4,8 @@ not closed) or about to stop again (a sandbox set to fail every call)."""
 import pytest
 
 from integrations.models import SandboxSetting
-from queue_control.services import breaker_trip, queue_pause
+from queue_control.services import queue_pause
+from tests.breakers import breaker_trip
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Why queue_control does not use pybreaker's CircuitRedisStorage (docs/decisions.md, "Circuit breakers").
 
-Each test pins down one behaviour of pybreaker 1.4 that breaks a rule of DESIGN §4, next to the
+Each test pins down one behaviour of pybreaker 1.4 that breaks a rule of design §4 (docs/design.md), next to the
 test showing our breaker keeps that rule. If pybreaker changes, these tests say so.
 """
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.messages import get_messages
 
 from queue_control.models import QueueEvent, QueueState
-from queue_control.services import breaker_trip
+from tests.breakers import breaker_trip
 from tests.factories import CampaignFactory
 
 PAGE = "/admin/queue-control/"

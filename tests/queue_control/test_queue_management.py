@@ -4,11 +4,8 @@ database and Redis hold after each step."""
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignEvent, Job
-from campaigns.pausing import job_pause
-from campaigns_project.errors import ApplicationError
 from campaigns_project.redis import rkey
 from integrations.errors import BadRequestError, QuotaExhaustedError, ServerError
 from queue_control import breakers
@@ -16,7 +13,8 @@ from queue_control.errors import QueuePaused
 from queue_control.gate import gate_open
 from queue_control.guard import guarded_call
 from queue_control.models import QueueEvent, QueueState
-from queue_control.services import breaker_reset, breaker_trip, queue_pause, queue_resume
+from queue_control.services import breaker_reset, queue_pause, queue_resume
+from tests.breakers import breaker_trip
 from tests.factories import CampaignFactory, JobFactory
 
 from .conftest import BREAKERS, PAUSE, RESUME, STATUS, reset_url
@@ -403,42 +401,6 @@ def test_breaker_list(platform_client):
     assert [(b["service"], b["state"]) for b in response.data] == [
         (s, "open" if s == "perplexity" else "closed") for s in SERVICES
     ]
-
-
-# --- jobs ------------------------------------------------------------------------------------
-
-
-def test_pausing_a_job_pauses_its_campaign(platform_client, running_campaign_with_jobs, commit, kicked):
-    campaign, (job, other, _) = running_campaign_with_jobs()
-
-    job_pause(job_id=job.pk, reason="provider asked us to slow down")
-
-    job.refresh_from_db()
-    campaign.refresh_from_db()
-    other.refresh_from_db()
-    assert job.status == "paused"
-    assert other.status == "pending"  # only the job itself; the campaign's pause stops the others
-    assert (campaign.status, campaign.pause_reason) == ("paused", "job")
-    event = CampaignEvent.objects.get(campaign=campaign, action="campaign.paused")
-    assert event.reason == "provider asked us to slow down"
-    assert platform_client.get(STATUS).data["counts"]["paused_campaigns"] == 1
-
-    with commit():
-        assert platform_client.post(RESUME).status_code == 200  # the queue resume wakes it
-    campaign.refresh_from_db()
-    job.refresh_from_db()
-    assert (campaign.status, job.status) == ("running", "pending")
-    assert kicked == [str(campaign.pk)]
-
-
-def test_a_finished_job_cannot_be_paused(running_campaign_with_jobs):
-    campaign, (job, _, _) = running_campaign_with_jobs()
-    Job.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
-
-    with pytest.raises(ApplicationError, match="Cannot pause a completed job"):
-        job_pause(job_id=job.pk)
-    campaign.refresh_from_db()
-    assert campaign.status == "running"
 
 
 # --- fail closed ------------------------------------------------------------------------------

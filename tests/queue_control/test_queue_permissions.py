@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from queue_control import breakers
 from queue_control.models import QueueEvent, QueueState
-from queue_control.services import breaker_trip, queue_pause
+from queue_control.services import queue_pause
+from tests.breakers import breaker_trip
 from tests.factories import CampaignFactory, JobFactory, UserFactory
 
 from .conftest import BREAKERS, PAUSE, RESUME, STATUS, reset_url

@@ -102,3 +102,18 @@ def test_the_campaign_page_shows_the_stats_panel(admin_client_logged_in, org):
     html = admin_client_logged_in.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
     assert "Jobs (0)" in html
     assert "Unique opens" in html and "tracking-stats" in html
+
+
+def test_a_suppression_added_in_the_admin_goes_through_the_service_and_is_logged(admin_client_logged_in, org):
+    from django.contrib.admin.models import LogEntry
+
+    from tracking.services import suppression_add
+
+    suppression_add(organization_id=org.pk, email="ops@example.org", reason="unsubscribe")
+    response = admin_client_logged_in.post(
+        "/admin/tracking/suppression/add/", {"organization": org.pk, "email": "OPS@example.org", "reason": "manual"}
+    )
+    assert response.status_code == 302
+    stored = Suppression.objects.get()
+    assert (stored.email, stored.reason) == ("ops@example.org", "unsubscribe")  # the first reason stays
+    assert LogEntry.objects.filter(object_id=str(stored.pk)).exists()

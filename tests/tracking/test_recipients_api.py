@@ -93,7 +93,12 @@ def test_the_list_is_paginated_filtered_and_searchable(alice_client, campaign, d
 
     with django_assert_max_num_queries(6):
         page = alice_client.get(url(campaign), {"page_size": 2}).json()
-    assert page["count"] == 6 and len(page["results"]) == 2 and page["next"]
+    assert "count" not in page and len(page["results"]) == 2 and page["next"]  # no COUNT(*): decisions.md
+    emails = [r["email"] for r in page["results"]]
+    while page["next"]:
+        page = alice_client.get(page["next"]).json()
+        emails += [r["email"] for r in page["results"]]
+    assert sorted(emails) == sorted([f"user{i}@example.org" for i in range(5)] + ["vip@acme.example"])
 
     sent = alice_client.get(url(campaign), {"status": "sent"}).json()
     assert [r["email"] for r in sent["results"]] == ["vip@acme.example"]

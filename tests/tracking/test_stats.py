@@ -4,7 +4,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from campaigns.tasks import sync_instantly_analytics
 from integrations.errors import ServerError
+from integrations.sandbox import InstantlySandbox
 from tests.factories import CampaignFactory
 from tracking.counters import counters_derive, counters_read, counters_rebuild
 from tracking.models import Link, Recipient
@@ -109,23 +111,30 @@ def test_analytics_has_time_buckets_and_top_links(alice_client, campaign, events
 
 
 def test_instantly_figures_are_merged_for_that_channel(org):
-    campaign = CampaignFactory(organization=org, channel="instantly", instantly_campaign_id="inst-7")
+    campaign = CampaignFactory(organization=org, channel="instantly", status="running", instantly_campaign_id="inst-7")
+    assert "not been synced yet" in campaign_analytics(campaign=campaign)["instantly_error"]
+
+    sync_instantly_analytics()
     result = campaign_analytics(campaign=campaign)
-    assert isinstance(result["instantly"], dict) and "instantly_error" not in result
+    assert result["instantly"] == InstantlySandbox().campaign_analytics(campaign_id="inst-7")
+    assert result["instantly"]["campaign_id"] == "inst-7"
+    assert result["instantly_synced_at"] is not None and "instantly_error" not in result
 
 
 def test_an_instantly_failure_becomes_a_field_not_a_500(alice_client, org, monkeypatch):
-    campaign = CampaignFactory(organization=org, channel="instantly", instantly_campaign_id="inst-7")
+    campaign = CampaignFactory(organization=org, channel="instantly", status="running", instantly_campaign_id="inst-7")
 
-    class Down:
-        def campaign_analytics(self, **kwargs):
-            raise ServerError("instantly", "503 from upstream", 503)
+    def down(self, **kwargs):
+        raise ServerError("instantly", "503 from upstream", 503)
 
-    monkeypatch.setattr("integrations.providers.get_provider", lambda service: Down())
+    monkeypatch.setattr(InstantlySandbox, "campaign_analytics", down)
+    assert sync_instantly_analytics() == {"synced": 0, "errors": 1}
+    monkeypatch.setattr(InstantlySandbox, "campaign_analytics", lambda *a, **k: pytest.fail("called from a GET"))
     response = alice_client.get(f"/api/v1/campaigns/{campaign.pk}/analytics")
 
     assert response.status_code == 200
     assert "503 from upstream" in response.json()["instantly_error"]
+    assert "instantly" not in response.json()
 
 
 # --- Recording events through the API ----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Admin for the pipeline's tables: jobs (read-only) and leads. Imported by campaigns/admin.py."""
+"""Admin for the pipeline's tables: jobs (read-only) and leads, with the list pieces other admin pages
+reuse (the bounded-count paginator, the campaign filter). Imported by campaigns/admin.py."""
 
 import uuid
 from functools import cached_property
@@ -109,7 +110,10 @@ class JobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: leads change only through the pipeline and the CSV upload (services that keep
+    the phase counters and the history); an edit or delete here mid-pipeline left neither."""
+
     list_display = ["email", "name", "company_name", "email_status", "source", "campaign_name", "enriched_at"]
     list_filter = ["email_status", "source", CampaignFilter]
     list_select_related = ["campaign"]
