@@ -51,9 +51,18 @@ def _is_transactional(item) -> bool:
 def pytest_runtest_teardown(item, nextitem):
     result = yield
     if _migration_data and _is_transactional(item):
+        from django.apps import apps
+        from django.core.management.color import no_style
+        from django.db import connection
+
         with _migration_data["blocker"].unblock(), transaction.atomic():
             for row in serializers.deserialize("json", _migration_data["json"]):
                 row.save()
+            # The flush restarted the sequences: move them past the ids just put back.
+            models = [apps.get_model(label) for label in MIGRATION_DATA_MODELS]
+            with connection.cursor() as cursor:
+                for statement in connection.ops.sequence_reset_sql(no_style(), models):
+                    cursor.execute(statement)
     return result
 
 

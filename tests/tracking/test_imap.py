@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -80,11 +82,15 @@ def dovecot_without_idle(tmp_path):
 def dovecot_server(tmp_path, *, extra: str = ""):
     assert local_imap.available(), "run `make system-deps` (dovecot-imapd)"
     port = free_port()
-    process = local_imap.start(tmp_path / "dovecot", port=port, password=PASSWORD, user="alice", extra=extra)
+    # A short root: dovecot's unix sockets live under it, and a socket path has at most 107 bytes
+    # (pytest's tmp_path under xdist is longer than that, with dovecot's names appended).
+    root = Path(tempfile.mkdtemp(prefix="imap-"))
+    process = local_imap.start(root, port=port, password=PASSWORD, user="alice", extra=extra)
     try:
         yield Dovecot(port=port)
     finally:
         local_imap.stop(process)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
