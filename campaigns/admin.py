@@ -92,18 +92,31 @@ class ScheduleForm(forms.Form):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
-    list_display = ["name", "organization", "status", "pause_reason", "phase", "progress_display", "created_at"]
+    list_display = ["name", "organization", "status", "pause_cause_display", "phase", "progress_display", "created_at"]
     list_filter = ["status", "phase", "channel", "organization"]
     search_fields = ["name", "id"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [CampaignEventInline]
-    readonly_fields = [*services.STATE_FIELDS, "progress_display"]  # only services move state
+    readonly_fields = [*services.STATE_FIELDS, "progress_display", "pause_cause_display"]  # only services move state
     fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         (
             "State",
-            {"fields": ["status", "pause_reason", "phase", "progress_display", "status_message", "status_error"]},
+            {
+                "fields": [
+                    "status",
+                    "pause_cause_display",
+                    "pause_kind",
+                    "pause_service",
+                    "pause_mailbox",
+                    "pause_figure",
+                    "phase",
+                    "progress_display",
+                    "status_message",
+                    "status_error",
+                ]
+            },
         ),
         ("Lead source", {"fields": ["search_url", "lead_count", "file_name", "total_records"]}),
         (
@@ -138,6 +151,10 @@ class CampaignAdmin(admin.ModelAdmin):
         ),
     ]
 
+    @admin.display(description="pause cause", ordering="pause_kind")
+    def pause_cause_display(self, obj: Campaign) -> str:
+        return obj.pause_cause or "-"
+
     @admin.display(description="progress")
     def progress_display(self, obj: Campaign) -> str:
         progress = campaign_progress(campaign=obj)
@@ -159,7 +176,8 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is None:
             return self.readonly_fields
         if obj.status not in CAMPAIGN_EDITABLE_STATUSES:
-            return [*(f.name for f in Campaign._meta.concrete_fields if f.name != "id"), "progress_display"]
+            fields = (f.name for f in Campaign._meta.concrete_fields if f.name != "id")
+            return [*fields, "progress_display", "pause_cause_display"]
         return [*self.readonly_fields, "organization"]
 
     def save_model(self, request, obj, form, change):

@@ -3,7 +3,13 @@
 import django_filters
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -14,7 +20,7 @@ from campaigns_project.filters import FilterSet, IsoDateTimeFilter
 
 from . import selectors, services
 from .models import Campaign, CampaignEvent, Organization
-from .states import CampaignStatus, Phase, campaign_actions_allowed, campaign_allowed
+from .states import CampaignStatus, PauseKind, Phase, campaign_actions_allowed, campaign_allowed, pause_fields
 
 
 def validate_apollo_search_url(value: str) -> str:
@@ -25,6 +31,13 @@ def validate_apollo_search_url(value: str) -> str:
     except ValueError as exc:
         raise serializers.ValidationError(str(exc))
     return value
+
+
+class PauseFieldsSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PauseKind.choices)
+    service = serializers.CharField(allow_null=True, help_text="kind breaker: the service whose breaker opened.")
+    mailbox = serializers.IntegerField(allow_null=True, help_text="The mailbox whose breaker or figures paused it.")
+    figure = serializers.CharField(allow_null=True, help_text="kind deliverability: the figure that tripped the guard.")
 
 
 class OrganizationSlugField(serializers.SlugRelatedField):
@@ -73,6 +86,12 @@ class CampaignSerializer(strict.ModelSerializer):
     allowed_actions = serializers.SerializerMethodField(
         help_text="Actions (start, schedule, unschedule, pause, resume, cancel) allowed from the current status."
     )
+    pause_reason = serializers.CharField(
+        source="pause_cause",
+        read_only=True,
+        help_text="Display only: manual, job, queue, breaker:<service>, deliverability:<figure>; empty unless paused.",
+    )
+    pause = serializers.SerializerMethodField(help_text="The pause cause as fields (kind, service, mailbox, figure).")
     progress = serializers.SerializerMethodField(help_text="Overall progress, 0-100: each working phase is a quarter.")
     phase_progress = serializers.SerializerMethodField(help_text="The current phase's own progress, 0-100.")
 
@@ -85,6 +104,7 @@ class CampaignSerializer(strict.ModelSerializer):
             "description",
             "status",
             "pause_reason",
+            "pause",
             "phase",
             "progress",
             "phase_progress",
@@ -114,6 +134,10 @@ class CampaignSerializer(strict.ModelSerializer):
             "cancelled_at",
         ]
         read_only_fields = [f for f in services.STATE_FIELDS if f != "deleted_at"] + ["id"]
+
+    @extend_schema_field(PauseFieldsSerializer(allow_null=True))
+    def get_pause(self, obj: Campaign) -> dict | None:
+        return pause_fields(obj)
 
     def get_progress(self, obj: Campaign) -> int:
         return selectors.campaign_progress(campaign=obj)["overall"]

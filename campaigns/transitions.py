@@ -16,7 +16,15 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 
 from .models import Campaign, CampaignEvent
-from .states import CAMPAIGN_ACTIONS, CampaignStatus, campaign_actions_allowed, campaign_allowed, campaign_can
+from .states import (
+    CAMPAIGN_ACTIONS,
+    NO_PAUSE,
+    CampaignStatus,
+    PauseCause,
+    campaign_actions_allowed,
+    campaign_allowed,
+    campaign_can,
+)
 
 # scheduled_at is not here: it is the launch time the operator chose, set by campaign_schedule.
 _TIMESTAMP_FOR = {
@@ -92,7 +100,7 @@ def _move(
     actor,
     actor_label: str,
     reason: str,
-    pause_reason: str,
+    pause: PauseCause | None,
     status_message: str | None,
     status_error: str | None,
 ) -> Campaign:
@@ -100,7 +108,9 @@ def _move(
     campaign.status = to_status
     if to_status in _TIMESTAMP_FOR:
         setattr(campaign, _TIMESTAMP_FOR[to_status], timezone.now())
-    campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
+    cause = pause.fields() if pause is not None and to_status == CampaignStatus.PAUSED else NO_PAUSE
+    for field, value in cause.items():
+        setattr(campaign, field, value)
     if status_message is not None:
         campaign.status_message = status_message[:500]
     if status_error is not None:
@@ -113,7 +123,7 @@ def _move(
         to_status=to_status,
         actor=actor,
         actor_label=actor_label,
-        reason=reason or pause_reason,
+        reason=reason or campaign.pause_cause,
     )
     return campaign
 
@@ -125,7 +135,7 @@ def campaign_transition(
     actor=None,
     actor_label: str = "",
     reason: str = "",
-    pause_reason: str = "",
+    pause: PauseCause | None = None,
     status_message: str | None = None,
     status_error: str | None = None,
 ) -> Campaign:
@@ -142,7 +152,7 @@ def campaign_transition(
             actor=actor,
             actor_label=actor_label,
             reason=reason,
-            pause_reason=pause_reason,
+            pause=pause,
             status_message=status_message,
             status_error=status_error,
         )
@@ -155,7 +165,7 @@ def campaign_act(
     actor=None,
     actor_label: str = "",
     reason: str = "",
-    pause_reason: str = "",
+    pause: PauseCause | None = None,
     check: Callable[[Campaign], None] | None = None,
 ) -> Campaign:
     """Perform an operator's action: refused (ApplicationError) unless the campaign's status is one
@@ -175,7 +185,7 @@ def campaign_act(
             actor=actor,
             actor_label=actor_label,
             reason=reason,
-            pause_reason=pause_reason,
+            pause=pause,
             status_message=None,
             status_error=None,
         )

@@ -155,7 +155,7 @@ def _pause_for_open_breaker(service: str) -> None:
     unreachable then), the next caller finishes it; queue_pause is idempotent."""
     try:
         if QueueState.get().is_active:
-            queue_pause(reason=f"breaker:{service}", actor=None)
+            queue_pause(service=service, actor=None)
     except Exception:
         logger.exception("Could not pause the queue for open breaker %s", service)
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
-from campaigns.api import OrganizationSlugField
+from campaigns.api import OrganizationSlugField, PauseFieldsSerializer
 from campaigns.selectors import campaign_get_for_user, organizations_for_user, user_can_operate
 from campaigns.states import CampaignStatus, Phase
 from campaigns_project import serializers as strict
@@ -54,7 +54,10 @@ class ProgressDataSerializer(serializers.Serializer):
     organization = serializers.CharField(help_text="The organization's slug.")
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
-    pause_cause = serializers.CharField(allow_null=True, help_text="manual, job, queue, breaker:<service>…")
+    pause_cause = serializers.CharField(
+        allow_null=True, help_text="Display only: manual, job, queue, breaker:<service>, deliverability:<figure>…"
+    )
+    pause = PauseFieldsSerializer(allow_null=True, help_text="The pause cause as fields; null unless paused.")
     phase = serializers.ChoiceField(choices=Phase.choices, allow_null=True)
     phase_progress = serializers.IntegerField(min_value=0, max_value=100)
     progress = serializers.IntegerField(min_value=0, max_value=100)
