@@ -119,7 +119,11 @@ def campaign_missing_for_start(*, campaign: Campaign) -> list[str]:
     if not campaign.search_url and not campaign.file_name:
         missing.append("a lead source (a search URL or an uploaded CSV)")
     if campaign.channel == Campaign.Channel.SMTP:
-        if not campaign.from_email:
+        # With mailboxes, each recipient is sent from its mailbox's address (at least one active).
+        mailboxes = list(campaign.mailboxes.values_list("active", flat=True)) if campaign.pk else []
+        if mailboxes and not any(mailboxes):
+            missing.append("an active mailbox (every mailbox of the campaign is inactive)")
+        if not campaign.from_email and not mailboxes:
             missing.append("a sender address (from_email)")
         if not campaign.subject_template.strip():
             missing.append("a subject (subject_template)")
@@ -142,14 +146,14 @@ def _start_check(campaign: Campaign) -> None:
     _require_queue_open("start")
 
 
-def _resume_check(campaign: Campaign, *, acknowledge: bool = False) -> None:
+def _resume_check(campaign: Campaign, *, acknowledge: bool = False, actor=None) -> None:
     # A campaign an operator paused resumes on its own; one paused for deliverability too, by an
     # operator who acknowledges the figure while it is still above its threshold; one paused by a
     # mailbox waits for that mailbox's resume; the others wait for the queue resume.
     if campaign.pause_kind == PauseKind.DELIVERABILITY and campaign.pause_mailbox_id is None:
         _require_queue_open("resume")
         for check in RESUME_GUARDS.get(PauseKind.DELIVERABILITY, ()):
-            check(campaign=campaign, acknowledge=acknowledge)
+            check(campaign=campaign, acknowledge=acknowledge, actor=actor)
         return
     if campaign.pause_kind != PauseKind.MANUAL:
         waits_for = "its mailbox's resume" if campaign.pause_mailbox_id else "the queue"
@@ -223,7 +227,7 @@ def campaign_resume(*, campaign_id, actor=None, reason: str = "", acknowledge: b
             action="resume",
             actor=actor,
             reason=(reason or "") + (" (deliverability figure acknowledged)" if acknowledge else ""),
-            check=lambda campaign: _resume_check(campaign, acknowledge=acknowledge),
+            check=lambda campaign: _resume_check(campaign, acknowledge=acknowledge, actor=actor),
         )
         # A queue pause that came while it was paused by hand paused its jobs too; the queue
         # resume left them alone (the campaign waited for its operator), so they wake here.

@@ -316,6 +316,7 @@ CELERY_TASK_ROUTES = {
     "campaigns.tasks.sync_instantly_analytics": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.drain_opens": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.publish_live": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "tracking.tasks.check_deliverability": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.deliver_webhooks": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     "tracking.tasks.webhooks_upkeep": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     # campaigns.tasks.work goes to the queue its job types belong to; campaigns.dispatch names it.
@@ -415,6 +416,9 @@ BREAKERS = {
 DELIVERABILITY_MIN_SENDS = env_int("DELIVERABILITY_MIN_SENDS", 100, minimum=1)
 DELIVERABILITY_BOUNCE_RATE = env_float("DELIVERABILITY_BOUNCE_RATE", 0.05, minimum=0)
 DELIVERABILITY_COMPLAINT_RATE = env_float("DELIVERABILITY_COMPLAINT_RATE", 0.003, minimum=0)
+# A burst of bounces checks a campaign at most once per this many seconds, plus one trailing
+# check at its end (0: after every bounce or complaint).
+DELIVERABILITY_CHECK_SECONDS = env_float("DELIVERABILITY_CHECK_SECONDS", 1.0, minimum=0)
 for _name in ("DELIVERABILITY_BOUNCE_RATE", "DELIVERABILITY_COMPLAINT_RATE"):
     if globals()[_name] >= 1:
         raise ImproperlyConfigured(f"{_name} is a fraction (0.05 for 5 %), got {globals()[_name]}")

@@ -62,6 +62,10 @@ class QueueEvent(models.Model):
         QUEUE_RESUME_REFUSED = "queue.resume_refused"
         BREAKER_OPENED = "breaker.opened"
         BREAKER_RESET = "breaker.reset"
+        # A sender mailbox's own latch (service `mailbox.<id>`): campaigns/mailboxes.py.
+        MAILBOX_PAUSED = "mailbox.paused"
+        MAILBOX_RESUMED = "mailbox.resumed"
+        MAILBOX_RESUME_REFUSED = "mailbox.resume_refused"
 
     kind = models.CharField(max_length=64, choices=Kind.choices)
     service = models.CharField(max_length=32, blank=True)

@@ -8,4 +8,5 @@ class TrackingConfig(AppConfig):
     def ready(self) -> None:
         # Registers the send_email job handler and the smtp outreach launcher with the pipeline.
         # The live view's and the outgoing webhooks' receivers of campaign and queue history.
-        from . import receivers, sending  # noqa: F401
+        # The deliverability guard's event receiver and its resume checks.
+        from . import deliverability, receivers, sending  # noqa: F401

@@ -149,4 +149,5 @@ class CampaignCounter(models.Model):
 
 
 # Outgoing webhooks live in their own module (tracking/models_outbound.py).
+from .models_deliverability import DeliverabilityBaseline  # noqa: E402, F401
 from .models_outbound import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401

@@ -41,4 +41,22 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.RunPython(forwards, backwards),
+        # Sender mailboxes' own latch events (campaigns/mailboxes.py) share the history.
+        migrations.AlterField(
+            model_name="queueevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("queue.paused", "Queue Paused"),
+                    ("queue.resumed", "Queue Resumed"),
+                    ("queue.resume_refused", "Queue Resume Refused"),
+                    ("breaker.opened", "Breaker Opened"),
+                    ("breaker.reset", "Breaker Reset"),
+                    ("mailbox.paused", "Mailbox Paused"),
+                    ("mailbox.resumed", "Mailbox Resumed"),
+                    ("mailbox.resume_refused", "Mailbox Resume Refused"),
+                ],
+                max_length=64,
+            ),
+        ),
     ]
