@@ -17,6 +17,7 @@ from .states import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DELETABLE_STATUSES,
     CAMPAIGN_EDITABLE_STATUSES,
+    PauseKind,
     campaign_actions_allowed,
 )
 
@@ -243,14 +244,19 @@ class CampaignAdmin(admin.ModelAdmin):
         """One button per action the state table allows from the campaign's status; a button the
         service would still refuse (queue paused, breaker open, paused by the system, content
         missing) is disabled with the service's own reason."""
-        return [
-            {
-                "name": action.name,
-                "refusal": services.campaign_action_refusal(campaign=campaign, action=action.name),
-                "confirm": bool(action.confirm),
-            }
-            for action in campaign_actions_allowed(campaign.status)
-        ]
+        buttons = []
+        for action in campaign_actions_allowed(campaign.status):
+            refusal = services.campaign_action_refusal(campaign=campaign, action=action.name)
+            # A deliverability pause still above its threshold: resuming needs the operator to
+            # acknowledge the figure, with a button of its own.
+            acknowledge = bool(refusal) and action.name == "resume" and campaign.pause_kind == PauseKind.DELIVERABILITY
+            acknowledge = acknowledge and not services.campaign_action_refusal(
+                campaign=campaign, action=action.name, acknowledge=True
+            )
+            buttons.append(
+                {"name": action.name, "refusal": refusal, "confirm": bool(action.confirm), "acknowledge": acknowledge}
+            )
+        return buttons
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -284,6 +290,8 @@ class CampaignAdmin(admin.ModelAdmin):
             kwargs["scheduled_at"] = form.cleaned_data["scheduled_at"]
         if action.confirm and request.POST.get("confirmed") != "yes":
             return self.confirm_view(request, campaign, action)
+        if action.name == "resume" and request.POST.get("acknowledge") == "yes":
+            kwargs["acknowledge"] = True
         if action.name in ("pause", "cancel") and request.POST.get("reason", "").strip():
             kwargs["reason"] = request.POST["reason"].strip()[:500]
         try:
@@ -305,3 +313,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "jobs": admin_pipeline.job_counts_for(campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
+
+
+# Sender mailboxes have their own module.
+from . import admin_mailboxes  # noqa: E402, F401

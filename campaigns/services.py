@@ -177,7 +177,7 @@ RESUME_GUARDS: dict[str, list] = {}
 _CHECKS = {"start": _start_check, "resume": _resume_check, "schedule": _require_complete("schedule")}
 
 
-def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
+def campaign_action_refusal(*, campaign: Campaign, action: str, acknowledge: bool = False) -> str:
     """Why `action` would be refused now for a campaign whose status allows it (queue paused,
     breaker open, paused by the system, content missing); empty when it would go through. The
     admin shows this next to a disabled button; the service checks the same under its lock."""
@@ -185,7 +185,12 @@ def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
     if check is None:
         return ""
     try:
-        check(campaign)
+        if acknowledge:  # an acknowledgement is recorded by the check: here it is only a question
+            with transaction.atomic():
+                _resume_check(campaign, acknowledge=True)
+                transaction.set_rollback(True)
+        else:
+            check(campaign)
     except ApplicationError as exc:
         return exc.message
     return ""

@@ -59,6 +59,10 @@ class ApiRootView(APIView):
                 "queue-management/circuit-breakers/{service}/reset": url("circuit-breaker-reset", service="{service}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
+                "mailboxes": url("mailbox-list"),
+                "mailbox": {
+                    name or "detail": f"{url('mailbox-list')}{{id}}/{name}" for name in ("", "resume", "reset-breaker")
+                },
                 "webhook-endpoints": url("webhook-endpoint-list"),
                 "webhook-endpoint": {
                     name or "detail": f"{url('webhook-endpoint-list')}{{id}}/{name}"

@@ -196,7 +196,11 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
         try:
             before_commit()
         except BaseException:
-            connection.close()  # no end of DATA: nothing is delivered
+            # No end of DATA: nothing is delivered. The socket is dropped, not QUIT: in the middle
+            # of DATA a QUIT would be read as content, and wait for the timeout.
+            with contextlib.suppress(Exception):
+                smtp.close()
+            connection.connection = None
             raise
     try:
         smtp.send(b".\r\n")
