@@ -209,6 +209,13 @@ class ReasonSerializer(strict.Serializer):
     )
 
 
+class ResumeSerializer(strict.Serializer):
+    acknowledge = serializers.BooleanField(
+        required=False,
+        help_text="Resume a deliverability pause although its figure is still above the threshold (recorded).",
+    )
+
+
 class NoBodySerializer(strict.Serializer):
     """The action takes no fields; any field sent is refused."""
 
@@ -324,10 +331,13 @@ class CampaignViewSet(
         if not selectors.user_can_operate(user=request.user, organization_id=campaign.organization_id):
             raise PermissionDenied(CanOperate.message)
         kwargs = {"campaign_id": campaign.pk, "actor": request.user}
-        body = (ReasonSerializer if name in ("pause", "cancel") else NoBodySerializer)(data=request.data)
+        bodies = {"pause": ReasonSerializer, "cancel": ReasonSerializer, "resume": ResumeSerializer}
+        body = bodies.get(name, NoBodySerializer)(data=request.data)
         body.is_valid(raise_exception=True)
         if body.validated_data.get("reason"):
             kwargs["reason"] = body.validated_data["reason"]
+        if body.validated_data.get("acknowledge"):
+            kwargs["acknowledge"] = True
         campaign = services.ACTION_SERVICES[name](**kwargs)
         return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_200_OK)
 
@@ -363,10 +373,12 @@ class CampaignViewSet(
         """Pause a running campaign by hand; it resumes only by its own resume."""
         return self._act(request, "pause")
 
-    @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=ResumeSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        """Resume a campaign paused by hand (one paused by the queue resumes with the queue)."""
+        """Resume a campaign paused by hand, or by the deliverability guard (`acknowledge` while its
+        figure is still above the threshold); one paused by the queue resumes with the queue, one
+        paused by a mailbox with that mailbox."""
         return self._act(request, "resume")
 
     @extend_schema(request=ReasonSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})

@@ -179,27 +179,38 @@ def _trailing_due(subject: str) -> bool:
         return False
 
 
+def deliverability_check_soon(*, campaign_id, mailbox_id: int | None) -> None:
+    """Check now, unless this campaign was checked less than DELIVERABILITY_CHECK_SECONDS ago;
+    then one trailing check is queued for the end of the interval. Never raises: the fact that
+    led here (a bounce, a flush of sends) is recorded either way, the next one checks again."""
+    if _throttled(str(campaign_id)):
+        if _trailing_due(str(campaign_id)):
+            from .tasks import check_deliverability
+
+            try:
+                check_deliverability.apply_async(
+                    args=(str(campaign_id), mailbox_id), countdown=settings.DELIVERABILITY_CHECK_SECONDS
+                )
+            except Exception:
+                logger.exception("Could not queue the trailing deliverability check of campaign %s", campaign_id)
+        return
+    try:
+        deliverability_check(campaign_id=campaign_id, mailbox_id=mailbox_id)
+    except Exception:
+        logger.exception("Deliverability check of campaign %s failed", campaign_id)
+
+
 @receiver(post_save, sender=EmailEvent, dispatch_uid="tracking.deliverability.on_event")
 def on_event(sender, instance: EmailEvent, created: bool, **kwargs) -> None:
+    """A bounce or a complaint, however it arrived (webhook, a hard bounce at send time): check
+    its campaign and its mailbox after the commit."""
     if not created or instance.type not in (EventType.BOUNCE, EventType.COMPLAIN):
         return
     campaign_id, recipient_id = instance.campaign_id, instance.recipient_id
 
     def check() -> None:
         mailbox_id = Recipient.objects.filter(pk=recipient_id).values_list("mailbox_id", flat=True).first()
-        if _throttled(str(campaign_id)):
-            if _trailing_due(str(campaign_id)):
-                from .tasks import check_deliverability
-
-                check_deliverability.apply_async(
-                    args=(str(campaign_id), mailbox_id), countdown=settings.DELIVERABILITY_CHECK_SECONDS
-                )
-            return
-        try:
-            deliverability_check(campaign_id=campaign_id, mailbox_id=mailbox_id)
-        except Exception:
-            # The event is recorded either way; the next bounce checks again.
-            logger.exception("Deliverability check of campaign %s failed", campaign_id)
+        deliverability_check_soon(campaign_id=campaign_id, mailbox_id=mailbox_id)
 
     transaction.on_commit(check)
 

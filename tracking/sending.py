@@ -54,6 +54,7 @@ from queue_control.guard import call_permit, failure_record, guarded_call
 
 from . import services
 from .counters import counters_read
+from .deliverability import deliverability_check_soon
 from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
 from .mailboxes import mailbox_connection, mailbox_daily_cap, mailbox_gap_bucket, recipients_rotate, seconds_to_next_day
 from .models import Recipient, Suppression
@@ -570,6 +571,8 @@ class SendBatch:
             job_checkpoint(self.job, **self.result)
         self.sent = {}
         self.heartbeat.last = monotonic()
+        # More sends can take a figure over its minimum: the guard looks again (throttled).
+        deliverability_check_soon(campaign_id=self.campaign.pk, mailbox_id=self.mailbox.pk if self.mailbox else None)
 
     def _release(self, ids: list[int], *, error: str = "", give_back: bool = False) -> None:
         if ids:
