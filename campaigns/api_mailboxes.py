@@ -76,6 +76,9 @@ class MailboxSerializer(strict.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "pause_kind", "pause_figure", "paused_at", "created_at", "updated_at"]
+        # The organization is often implied (a member of one): uniqueness of the name within it
+        # is checked by the service (full_clean), and answered as an error on `name`.
+        validators: list = []
         extra_kwargs = {
             "daily_cap": {"min_value": 1, "max_value": 100_000},
             "smtp_port": {"min_value": 1, "max_value": 65535},
@@ -124,7 +127,12 @@ class MailboxFilter(FilterSet):
 
 
 def _service_errors(exc: DjangoValidationError) -> serializers.ValidationError:
-    return serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+    if not hasattr(exc, "error_dict"):
+        return serializers.ValidationError({"detail": exc.messages})
+    errors = dict(exc.message_dict)
+    if "__all__" in errors:  # the one model-wide rule: a name unique within the organization
+        errors["name"] = errors.pop("__all__")
+    return serializers.ValidationError(errors)
 
 
 @extend_schema_view(

@@ -7,4 +7,5 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the queue cascade receivers and register the pipeline's job handlers.
-        from . import handlers, pausing  # noqa: F401
+        # The mailbox secret key's deploy check.
+        from . import handlers, pausing, secrets  # noqa: F401

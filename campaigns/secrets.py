@@ -8,6 +8,7 @@ from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core import checks
 
 
 @cache
@@ -33,3 +34,18 @@ def secret_decrypt(token: str) -> str:
         return _current().decrypt(token.encode()).decode()
     except InvalidToken:
         raise ValueError("The stored secret cannot be decrypted with MAILBOX_SECRET_KEY (or a previous key).") from None
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_mailbox_secret_key(app_configs=None, **kwargs) -> list:
+    """`manage.py check --deploy`: say so when the mailbox passwords hang on SECRET_KEY."""
+    if settings.MAILBOX_SECRET_KEY or settings.DEBUG:
+        return []
+    return [
+        checks.Warning(
+            "MAILBOX_SECRET_KEY is not set: mailbox passwords are encrypted with a key derived from SECRET_KEY, "
+            "so rotating SECRET_KEY would make them unreadable.",
+            hint="Set MAILBOX_SECRET_KEY to a Fernet key (Fernet.generate_key()).",
+            id="campaigns.W001",
+        )
+    ]

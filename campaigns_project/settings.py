@@ -37,12 +37,11 @@ if not SECRET_KEY:
 
 # Mailbox passwords (SMTP, IMAP) are stored encrypted with this Fernet key (32 url-safe base64
 # bytes: `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
-# Required when DEBUG is off; in DEBUG and tests it is derived from SECRET_KEY. A malformed key
-# stops start-up. Rotating it: MAILBOX_SECRET_KEY_PREVIOUS (comma-separated) still decrypts.
+# Unset, a key is derived from SECRET_KEY (then rotating SECRET_KEY loses the stored passwords:
+# a system check warns about it when DEBUG is off). A malformed key stops start-up. Rotating it:
+# MAILBOX_SECRET_KEY_PREVIOUS (comma-separated) still decrypts.
 MAILBOX_SECRET_KEY = env_str("MAILBOX_SECRET_KEY")
 MAILBOX_SECRET_KEY_PREVIOUS = env_list("MAILBOX_SECRET_KEY_PREVIOUS", [])
-if not MAILBOX_SECRET_KEY and not (DEBUG or TESTING):
-    raise ImproperlyConfigured("MAILBOX_SECRET_KEY is required when DEBUG is off")
 for _name, _key in [("MAILBOX_SECRET_KEY", MAILBOX_SECRET_KEY)] + [
     ("MAILBOX_SECRET_KEY_PREVIOUS", key) for key in MAILBOX_SECRET_KEY_PREVIOUS
 ]:
