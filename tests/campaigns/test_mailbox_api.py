@@ -163,3 +163,18 @@ def test_a_second_mailbox_of_the_same_name_is_a_400_on_name(bob_client):
     again = bob_client.post(URL, {**GOOD, "from_email": "other@acme.example"}, format="json")
     assert again.status_code == 400 and "name" in again.json()
     assert Mailbox.objects.count() == 1
+
+
+def test_the_demo_seed_gives_its_first_campaign_two_sandbox_mailboxes_on_the_run_sink(monkeypatch):
+    from campaigns.management.commands.seed_demo import DEMO_CAMPAIGNS, Command
+
+    monkeypatch.setenv("SMTP_SINK_PORT", "2599")
+    Command().handle(username="demo", password="pw-123456")
+    Command().handle(username="demo", password="pw-123456")  # idempotent
+    campaign = CampaignFactory._meta.model.objects.get(name=DEMO_CAMPAIGNS[0][0])
+    mailboxes = list(campaign.mailboxes.order_by("name"))
+    assert [(m.name, m.smtp_host, m.smtp_port, m.smtp_security) for m in mailboxes] == [
+        ("sandbox-1", "127.0.0.1", 2599, "none"),
+        ("sandbox-2", "127.0.0.1", 2599, "none"),
+    ]
+    assert Mailbox.objects.count() == 2
