@@ -207,3 +207,22 @@ def test_hard_bounces_at_send_time_pause_the_campaign_in_the_middle_of_its_batch
     assert campaign.pause_figure.startswith("bounce rate")
     assert len(smtp_sink.messages) < 7  # stopped before the rest of the batch
     assert Suppression.objects.filter(email__in=[f"p{i}@example.org" for i in range(3)]).count() == 3
+
+
+def test_the_admin_campaign_page_offers_a_resume_that_acknowledges_the_figure(
+    campaign, admin_client_logged_in, django_capture_on_commit_callbacks
+):
+    recipients = sent_recipients(campaign, 100)
+    bounce(recipients[:8], django_capture_on_commit_callbacks)
+    page = admin_client_logged_in.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'id="refusal-resume"' in page and "bounce rate 8.0% &gt; 5.0%" in page
+    assert 'id="action-resume-acknowledged"' in page
+
+    url = f"/admin/campaigns/campaign/{campaign.pk}/act/resume/"
+    admin_client_logged_in.post(url)  # without the acknowledgement: refused
+    campaign.refresh_from_db()
+    assert campaign.status == "paused"
+    admin_client_logged_in.post(url, {"acknowledge": "yes"})
+    campaign.refresh_from_db()
+    assert campaign.status == "running"
+    assert DeliverabilityBaseline.objects.filter(campaign=campaign, figure__startswith="bounce rate 8.0%").exists()
