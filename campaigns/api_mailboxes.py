@@ -55,6 +55,10 @@ class MailboxSerializer(strict.ModelSerializer):
     campaigns = CampaignIdsField(many=True, required=False, help_text="The campaigns that send from this mailbox.")
     cap_today = serializers.SerializerMethodField(help_text="Today's cap (UTC): the ramp-up's figure, ≤ daily_cap.")
     breaker_state = serializers.SerializerMethodField(help_text="Its own SMTP breaker: closed, open or unknown.")
+    pause_kind = serializers.CharField(
+        read_only=True, help_text="Its pause latch: empty (not paused), breaker or deliverability."
+    )
+    pause_figure = serializers.CharField(read_only=True, help_text="What paused it (the error or the figure).")
 
     class Meta:
         model = Mailbox
