@@ -315,5 +315,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
 
 
-# Sender mailboxes have their own module.
-from . import admin_mailboxes  # noqa: E402, F401
+# Sender mailboxes have their own module; the campaign page lists the campaign's.
+from . import admin_mailboxes  # noqa: E402
+
+CAMPAIGN_PANELS.append(admin_mailboxes.mailboxes_panel)

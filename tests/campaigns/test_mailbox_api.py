@@ -178,3 +178,14 @@ def test_the_demo_seed_gives_its_first_campaign_two_sandbox_mailboxes_on_the_run
         ("sandbox-2", "127.0.0.1", 2599, "none"),
     ]
     assert Mailbox.objects.count() == 2
+
+
+def test_the_campaign_page_lists_its_mailboxes_with_their_latch(admin_client_logged_in, org):
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="manual")
+    mailbox = mailbox_create(
+        organization=org, campaigns=[campaign], **{k: GOOD[k] for k in ("name", "from_email", "smtp_host")}
+    )
+    mailbox_pause(mailbox_id=mailbox.pk, kind="deliverability", figure="bounce rate 9.0% > 5.0% (9 of 100 sends)")
+    page = admin_client_logged_in.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'id="campaign-mailboxes"' in page
+    assert "anna@acme.example" in page and "deliverability: bounce rate 9.0% &gt; 5.0%" in page
