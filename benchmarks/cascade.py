@@ -113,7 +113,7 @@ def measure(n_campaigns: int, n_jobs: int, rounds: int) -> dict:
         settle()
         with CaptureQueriesContext(connection) as paused:
             started = time.perf_counter()
-            queue_pause(reason="breaker:apollo")
+            queue_pause(service="apollo")
             pauses.append(time.perf_counter() - started)
         assert Campaign.objects.filter(status="paused").count() == n_campaigns
         assert Job.objects.filter(status="paused").count() == n_jobs

@@ -17,6 +17,7 @@ from .states import (
     CAMPAIGN_ACTIONS,
     CAMPAIGN_DELETABLE_STATUSES,
     CAMPAIGN_EDITABLE_STATUSES,
+    PauseKind,
     campaign_actions_allowed,
 )
 
@@ -89,18 +90,31 @@ class ScheduleForm(forms.Form):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
-    list_display = ["name", "organization", "status", "pause_reason", "phase", "progress_display", "created_at"]
+    list_display = ["name", "organization", "status", "pause_cause_display", "phase", "progress_display", "created_at"]
     list_filter = ["status", "phase", "channel", "organization"]
     search_fields = ["name", "id"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [CampaignEventInline]
-    readonly_fields = [*services.STATE_FIELDS, "progress_display"]  # only services move state
+    readonly_fields = [*services.STATE_FIELDS, "progress_display", "pause_cause_display"]  # only services move state
     fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         (
             "State",
-            {"fields": ["status", "pause_reason", "phase", "progress_display", "status_message", "status_error"]},
+            {
+                "fields": [
+                    "status",
+                    "pause_cause_display",
+                    "pause_kind",
+                    "pause_service",
+                    "pause_mailbox",
+                    "pause_figure",
+                    "phase",
+                    "progress_display",
+                    "status_message",
+                    "status_error",
+                ]
+            },
         ),
         ("Lead source", {"fields": ["search_url", "lead_count", "file_name", "total_records"]}),
         (
@@ -135,6 +149,10 @@ class CampaignAdmin(admin.ModelAdmin):
         ),
     ]
 
+    @admin.display(description="pause cause", ordering="pause_kind")
+    def pause_cause_display(self, obj: Campaign) -> str:
+        return obj.pause_cause or "-"
+
     @admin.display(description="progress")
     def progress_display(self, obj: Campaign) -> str:
         progress = campaign_progress(campaign=obj)
@@ -156,7 +174,8 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is None:
             return self.readonly_fields
         if obj.status not in CAMPAIGN_EDITABLE_STATUSES:
-            return [*(f.name for f in Campaign._meta.concrete_fields if f.name != "id"), "progress_display"]
+            fields = (f.name for f in Campaign._meta.concrete_fields if f.name != "id")
+            return [*fields, "progress_display", "pause_cause_display"]
         return [*self.readonly_fields, "organization"]
 
     def save_model(self, request, obj, form, change):
@@ -222,14 +241,19 @@ class CampaignAdmin(admin.ModelAdmin):
         """One button per action the state table allows from the campaign's status; a button the
         service would still refuse (queue paused, breaker open, paused by the system, content
         missing) is disabled with the service's own reason."""
-        return [
-            {
-                "name": action.name,
-                "refusal": services.campaign_action_refusal(campaign=campaign, action=action.name),
-                "confirm": bool(action.confirm),
-            }
-            for action in campaign_actions_allowed(campaign.status)
-        ]
+        buttons = []
+        for action in campaign_actions_allowed(campaign.status):
+            refusal = services.campaign_action_refusal(campaign=campaign, action=action.name)
+            # A deliverability pause still above its threshold: resuming needs the operator to
+            # acknowledge the figure, with a button of its own.
+            acknowledge = bool(refusal) and action.name == "resume" and campaign.pause_kind == PauseKind.DELIVERABILITY
+            acknowledge = acknowledge and not services.campaign_action_refusal(
+                campaign=campaign, action=action.name, acknowledge=True
+            )
+            buttons.append(
+                {"name": action.name, "refusal": refusal, "confirm": bool(action.confirm), "acknowledge": acknowledge}
+            )
+        return buttons
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -264,6 +288,8 @@ class CampaignAdmin(admin.ModelAdmin):
             kwargs["scheduled_at"] = form.cleaned_data["scheduled_at"]
         if action.confirm and request.POST.get("confirmed") != "yes":
             return self.confirm_view(request, campaign, action)
+        if action.name == "resume" and request.POST.get("acknowledge") == "yes":
+            kwargs["acknowledge"] = True
         if action.name in ("pause", "cancel") and request.POST.get("reason", "").strip():
             kwargs["reason"] = request.POST["reason"].strip()[:500]
         try:
@@ -285,3 +311,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "jobs": admin_jobs_leads.job_counts_for(campaign),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/confirm_action.html", context)
+
+
+# Sender mailboxes have their own module (its panel on the campaign page is wired in apps.py).
+from . import admin_mailboxes  # noqa: E402, F401

@@ -5,7 +5,13 @@ are ViewSets of their own on the same router (campaigns/urls.py)."""
 import django_filters
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -20,7 +26,15 @@ from .jobs import job_counts
 from .models import Campaign, CampaignEvent, Organization
 from .pipeline import campaign_lead_stats
 from .selectors import NOT_SYNCED_YET, instantly_analytics_get
-from .states import CampaignStatus, JobStatus, Phase, campaign_actions_allowed, campaign_allowed
+from .states import (
+    CampaignStatus,
+    JobStatus,
+    PauseKind,
+    Phase,
+    campaign_actions_allowed,
+    campaign_allowed,
+    pause_fields,
+)
 
 
 def validate_apollo_search_url(value: str) -> str:
@@ -31,6 +45,13 @@ def validate_apollo_search_url(value: str) -> str:
     except ValueError as exc:
         raise serializers.ValidationError(str(exc))
     return value
+
+
+class PauseFieldsSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PauseKind.choices)
+    service = serializers.CharField(allow_null=True, help_text="kind breaker: the service whose breaker opened.")
+    mailbox = serializers.IntegerField(allow_null=True, help_text="The mailbox whose breaker or figures paused it.")
+    figure = serializers.CharField(allow_null=True, help_text="kind deliverability: the figure that tripped the guard.")
 
 
 class OrganizationSlugField(serializers.SlugRelatedField):
@@ -81,6 +102,12 @@ class CampaignSerializer(strict.ModelSerializer):
     allowed_actions = serializers.SerializerMethodField(
         help_text="Actions (start, schedule, unschedule, pause, resume, cancel) allowed from the current status."
     )
+    pause_reason = serializers.CharField(
+        source="pause_cause",
+        read_only=True,
+        help_text="Display only: manual, job, queue, breaker:<service>, deliverability:<figure>; empty unless paused.",
+    )
+    pause = serializers.SerializerMethodField(help_text="The pause cause as fields (kind, service, mailbox, figure).")
     progress = serializers.SerializerMethodField(help_text="Overall progress, 0-100: each working phase is a quarter.")
     phase_progress = serializers.SerializerMethodField(help_text="The current phase's own progress, 0-100.")
 
@@ -93,6 +120,7 @@ class CampaignSerializer(strict.ModelSerializer):
             "description",
             "status",
             "pause_reason",
+            "pause",
             "phase",
             "progress",
             "phase_progress",
@@ -122,6 +150,10 @@ class CampaignSerializer(strict.ModelSerializer):
             "cancelled_at",
         ]
         read_only_fields = [f for f in services.STATE_FIELDS if f != "deleted_at"] + ["id"]
+
+    @extend_schema_field(PauseFieldsSerializer(allow_null=True))
+    def get_pause(self, obj: Campaign) -> dict | None:
+        return pause_fields(obj)
 
     def get_progress(self, obj: Campaign) -> int:
         return selectors.campaign_progress(campaign=obj)["overall"]
@@ -179,6 +211,13 @@ ActionBody = inline_serializer("CampaignActionBody", {"reason": serializers.Char
 class ReasonSerializer(strict.Serializer):
     reason = serializers.CharField(
         max_length=500, required=False, help_text="Why, in the operator's words (kept in the history)."
+    )
+
+
+class ResumeSerializer(strict.Serializer):
+    acknowledge = serializers.BooleanField(
+        required=False,
+        help_text="Resume a deliverability pause although its figure is still above the threshold (recorded).",
     )
 
 
@@ -345,10 +384,13 @@ class CampaignViewSet(
     def _act(self, request, name: str):
         campaign = self.get_object()  # unsafe methods: CanOperateOrganization has checked the role
         kwargs = {"campaign_id": campaign.pk, "actor": request.user}
-        body = (ReasonSerializer if name in ("pause", "cancel") else NoBodySerializer)(data=request.data)
+        bodies = {"pause": ReasonSerializer, "cancel": ReasonSerializer, "resume": ResumeSerializer}
+        body = bodies.get(name, NoBodySerializer)(data=request.data)
         body.is_valid(raise_exception=True)
         if body.validated_data.get("reason"):
             kwargs["reason"] = body.validated_data["reason"]
+        if body.validated_data.get("acknowledge"):
+            kwargs["acknowledge"] = True
         campaign = services.ACTION_SERVICES[name](**kwargs)
         return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_200_OK)
 
@@ -382,10 +424,12 @@ class CampaignViewSet(
         """Pause a running campaign by hand; it resumes only by its own resume."""
         return self._act(request, "pause")
 
-    @extend_schema(request=None, responses={200: CampaignSerializer, 409: ConflictResponse})
+    @extend_schema(request=ResumeSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        """Resume a campaign paused by hand (one paused by the queue resumes with the queue)."""
+        """Resume a campaign paused by hand, or by the deliverability guard (`acknowledge` while its
+        figure is still above the threshold); one paused by the queue resumes with the queue, one
+        paused by a mailbox with that mailbox."""
         return self._act(request, "resume")
 
     @extend_schema(request=ReasonSerializer, responses={200: CampaignSerializer, 409: ConflictResponse})

@@ -135,7 +135,7 @@ def campaign_phases(*, campaign: Campaign, now=None) -> dict:
     return {
         "campaign": campaign.pk,
         "status": campaign.status,
-        "pause_cause": campaign.pause_reason or None,
+        "pause_cause": campaign.pause_cause or None,
         "current_phase": campaign.phase or None,
         "phase_status": phase_status,
         "progress": campaign_progress(campaign=campaign)["overall"],

@@ -14,8 +14,9 @@ class CampaignsConfig(AppConfig):
 
         from queue_control.counts import queue_counts_register
 
-        from . import handlers, pausing
+        from . import handlers, pausing, secrets  # noqa: F401  (secrets: the mailbox key's deploy check)
         from .admin_jobs_leads import job_counts_panel
+        from .admin_mailboxes import mailboxes_panel
         from .checks import plug_ins_check
         from .registry import register
         from .states import JobType
@@ -32,4 +33,5 @@ class CampaignsConfig(AppConfig):
         )
         queue_counts_register("campaigns", pausing.queue_counts)
         admin.site.register_campaign_panel("jobs", job_counts_panel)
+        admin.site.register_campaign_panel("mailboxes", mailboxes_panel)
         checks.register(plug_ins_check)

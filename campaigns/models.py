@@ -5,7 +5,16 @@ from django.core.validators import MaxLengthValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .states import JOB_ACTIVE_STATUSES, JOB_FINAL_STATUSES, CampaignStatus, JobStatus, JobType, Phase
+from .states import (
+    JOB_ACTIVE_STATUSES,
+    JOB_FINAL_STATUSES,
+    CampaignStatus,
+    JobStatus,
+    JobType,
+    PauseKind,
+    Phase,
+    pause_cause_display,
+)
 
 
 class Organization(models.Model):
@@ -50,7 +59,13 @@ class Campaign(models.Model):
     description = models.TextField(blank=True, validators=[MaxLengthValidator(10_000)])
 
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
-    pause_reason = models.CharField(max_length=64, blank=True)
+    # The pause cause, as fields (states.PauseKind): set with status paused, cleared on resume.
+    pause_kind = models.CharField(max_length=16, choices=PauseKind.choices, blank=True)
+    pause_service = models.CharField(max_length=32, blank=True)  # kind breaker: the service
+    pause_mailbox = models.ForeignKey(  # kind breaker or deliverability: the mailbox, if one
+        "campaigns.Mailbox", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    pause_figure = models.CharField(max_length=255, blank=True)  # kind deliverability: what tripped
     phase = models.CharField(max_length=16, choices=Phase.choices, blank=True)
     status_message = models.CharField(max_length=500, blank=True)
     status_error = models.TextField(blank=True)
@@ -100,6 +115,13 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def pause_cause(self) -> str:
+        """The cause as one readable string (display only; the fields are the truth)."""
+        return pause_cause_display(
+            kind=self.pause_kind, service=self.pause_service, mailbox_id=self.pause_mailbox_id, figure=self.pause_figure
+        )
 
 
 class CampaignEvent(models.Model):
@@ -292,3 +314,7 @@ class InstantlyAnalytics(models.Model):
 
     def __str__(self) -> str:
         return f"Instantly analytics of campaign {self.campaign_id}"
+
+
+# Sender mailboxes live in their own module (campaigns/models_mailboxes.py).
+from .models_mailboxes import Mailbox  # noqa: E402, F401

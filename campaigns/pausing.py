@@ -16,19 +16,23 @@ from queue_control.signals import queue_paused, queue_resumed
 
 from .dispatch import campaigns_kick
 from .models import Campaign, CampaignEvent, Job
-from .states import JOB_TRANSITIONS, CampaignStatus, JobStatus, PauseReason
+from .states import JOB_TRANSITIONS, NO_PAUSE, CampaignStatus, JobStatus, PauseCause, PauseKind
 from .transitions import campaign_timestamps
 
-BREAKER_PREFIX = "breaker:"
-# Paused for these reasons, a campaign waits for the queue resume; `manual` waits for an operator.
-QUEUE_RESUMABLE = Q(pause_reason__in=[PauseReason.JOB, PauseReason.QUEUE]) | Q(pause_reason__startswith=BREAKER_PREFIX)
+# Paused for these causes, a campaign waits for the queue resume; `manual` and `deliverability`
+# wait for an operator, a mailbox's breaker for that mailbox's resume.
+QUEUE_RESUMABLE = Q(pause_kind__in=[PauseKind.JOB, PauseKind.QUEUE]) | Q(
+    pause_kind=PauseKind.BREAKER, pause_mailbox__isnull=True
+)
 # Jobs the cascade may pause: those the job table allows to move to paused (pending, processing).
 PAUSABLE_JOB_STATUSES = [status for status, targets in JOB_TRANSITIONS.items() if JobStatus.PAUSED in targets]
 
 
-def campaign_pause_reason(queue_reason: str) -> str:
-    """A breaker's pause names the breaker; any other queue pause is reason `queue`."""
-    return queue_reason if queue_reason.startswith(BREAKER_PREFIX) else PauseReason.QUEUE
+def campaign_pause_cause(*, kind: str, service: str) -> PauseCause:
+    """A breaker's queue pause names the breaker's service; any other queue pause is `queue`."""
+    if kind == PauseKind.BREAKER and service:
+        return PauseCause(PauseKind.BREAKER, service=service)
+    return PauseCause(PauseKind.QUEUE)
 
 
 def _events_insert(campaign_ids: list, *, from_status: str, to_status: str, reason: str, actor, label: str, now):
@@ -59,11 +63,13 @@ def _events_insert(campaign_ids: list, *, from_status: str, to_status: str, reas
 
 
 @receiver(queue_paused, dispatch_uid="campaigns.pausing.on_queue_paused")
-def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", **kwargs) -> None:
-    """Running campaigns → paused (reason `breaker:<service>` or `queue`); pending and processing
-    jobs → paused. Four statements, none per row."""
+def on_queue_paused(
+    sender, *, reason: str, kind: str = "", service: str = "", actor=None, actor_label: str = "", **kwargs
+) -> None:
+    """Running campaigns → paused (cause breaker with its service, or queue); pending and
+    processing jobs → paused. Four statements, none per row."""
     now = timezone.now()
-    pause_reason = campaign_pause_reason(reason)
+    cause = campaign_pause_cause(kind=kind, service=service)
     # Lock the running campaigns so none completes or is cancelled between reading and pausing
     # (in pk order, so two lockers of the same rows cannot deadlock).
     ids = list(
@@ -75,7 +81,7 @@ def on_queue_paused(sender, *, reason: str, actor=None, actor_label: str = "", *
     if ids:
         Campaign.objects.filter(pk__in=ids).update(
             status=CampaignStatus.PAUSED,
-            pause_reason=pause_reason,
+            **cause.fields(),
             updated_at=now,
             **campaign_timestamps(CampaignStatus.PAUSED, now),
         )
@@ -108,7 +114,7 @@ def on_queue_resumed(sender, *, actor=None, actor_label: str = "", **kwargs) -> 
         return
     Campaign.objects.filter(pk__in=ids).update(
         status=CampaignStatus.RUNNING,
-        pause_reason="",
+        **NO_PAUSE,
         updated_at=now,
         **campaign_timestamps(CampaignStatus.RUNNING, now),
     )

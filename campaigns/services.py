@@ -16,7 +16,8 @@ from .states import (
     CAMPAIGN_DELETABLE_STATUSES,
     CAMPAIGN_EDITABLE_STATUSES,
     JobStatus,
-    PauseReason,
+    PauseCause,
+    PauseKind,
 )
 from .transitions import campaign_act, campaign_event_record
 
@@ -25,7 +26,10 @@ IMMUTABLE_FIELDS = ("organization",)
 # Fields describing state: only services move them, never an update request.
 STATE_FIELDS = (
     "status",
-    "pause_reason",
+    "pause_kind",
+    "pause_service",
+    "pause_mailbox",
+    "pause_figure",
     "phase",
     "status_message",
     "status_error",
@@ -115,7 +119,11 @@ def campaign_missing_for_start(*, campaign: Campaign) -> list[str]:
     if not campaign.search_url and not campaign.file_name:
         missing.append("a lead source (a search URL or an uploaded CSV)")
     if campaign.channel == Campaign.Channel.SMTP:
-        if not campaign.from_email:
+        # With mailboxes, each recipient is sent from its mailbox's address (at least one active).
+        mailboxes = list(campaign.mailboxes.values_list("active", flat=True)) if campaign.pk else []
+        if mailboxes and not any(mailboxes):
+            missing.append("an active mailbox (every mailbox of the campaign is inactive)")
+        if not campaign.from_email and not mailboxes:
             missing.append("a sender address (from_email)")
         if not campaign.subject_template.strip():
             missing.append("a subject (subject_template)")
@@ -138,23 +146,38 @@ def _start_check(campaign: Campaign) -> None:
     _require_queue_open("start")
 
 
-def _resume_check(campaign: Campaign) -> None:
-    # Only a campaign an operator paused resumes on its own; the others wait for the queue resume.
-    if campaign.pause_reason != PauseReason.MANUAL:
+def _resume_check(campaign: Campaign, *, acknowledge: bool = False, actor=None) -> None:
+    # A campaign an operator paused resumes on its own; one paused for deliverability too, by an
+    # operator who acknowledges the figure while it is still above its threshold; one paused by a
+    # mailbox waits for that mailbox's resume; the others wait for the queue resume.
+    if campaign.pause_kind == PauseKind.DELIVERABILITY and campaign.pause_mailbox_id is None:
+        _require_queue_open("resume")
+        for check in RESUME_GUARDS.get(PauseKind.DELIVERABILITY, ()):
+            check(campaign=campaign, acknowledge=acknowledge, actor=actor)
+        return
+    if campaign.pause_kind != PauseKind.MANUAL:
+        waits_for = "its mailbox's resume" if campaign.pause_mailbox_id else "the queue"
         raise ApplicationError(
-            f"Cannot resume: campaign was paused by {campaign.pause_reason or 'the system'}; "
-            "it resumes with the queue.",
+            f"Cannot resume: campaign was paused by {campaign.pause_cause or 'the system'}; "
+            f"it resumes with {waits_for}.",
             current_status=campaign.status,
-            pause_reason=campaign.pause_reason,
+            pause_reason=campaign.pause_cause,
+            pause_kind=campaign.pause_kind,
         )
     _require_queue_open("resume")
+
+
+# Further conditions of a resume per pause kind, registered by the apps above (tracking's
+# deliverability guard: refused while the figure is still above its threshold, unless
+# acknowledged). Each raises ApplicationError to refuse.
+RESUME_GUARDS: dict[str, list] = {}
 
 
 # The conditions besides the status that each action's service checks (under the row lock).
 _CHECKS = {"start": _start_check, "resume": _resume_check, "schedule": _require_complete("schedule")}
 
 
-def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
+def campaign_action_refusal(*, campaign: Campaign, action: str, acknowledge: bool = False) -> str:
     """Why `action` would be refused now for a campaign whose status allows it (queue paused,
     breaker open, paused by the system, content missing); empty when it would go through. The
     admin shows this next to a disabled button; the service checks the same under its lock."""
@@ -162,7 +185,12 @@ def campaign_action_refusal(*, campaign: Campaign, action: str) -> str:
     if check is None:
         return ""
     try:
-        check(campaign)
+        if acknowledge:  # an acknowledgement is recorded by the check: here it is only a question
+            with transaction.atomic():
+                _resume_check(campaign, acknowledge=True)
+                transaction.set_rollback(True)
+        else:
+            check(campaign)
     except ApplicationError as exc:
         return exc.message
     return ""
@@ -189,16 +217,22 @@ def campaign_pause(*, campaign_id, actor=None, reason: str = "") -> Campaign:
         campaign_id=campaign_id,
         action="pause",
         actor=actor,
-        pause_reason=PauseReason.MANUAL,
+        pause=PauseCause(PauseKind.MANUAL),
         reason=reason or "paused by operator",
     )
 
 
-def campaign_resume(*, campaign_id, actor=None, reason: str = "") -> Campaign:
-    """Only a campaign an operator paused resumes on its own; the others wait for the queue resume."""
+def campaign_resume(*, campaign_id, actor=None, reason: str = "", acknowledge: bool = False) -> Campaign:
+    """Only a campaign an operator paused (or the deliverability guard, with `acknowledge` while
+    its figure is still above the threshold) resumes on its own; the others wait for the queue
+    resume or their mailbox's."""
     with transaction.atomic():
         campaign = campaign_act(
-            campaign_id=campaign_id, action="resume", actor=actor, reason=reason, check=_CHECKS["resume"]
+            campaign_id=campaign_id,
+            action="resume",
+            actor=actor,
+            reason=(reason or "") + (" (deliverability figure acknowledged)" if acknowledge else ""),
+            check=lambda campaign: _resume_check(campaign, acknowledge=acknowledge, actor=actor),
         )
         # A queue pause that came while it was paused by hand paused its jobs too; the queue
         # resume left them alone (the campaign waited for its operator), so they wake here.

@@ -15,11 +15,67 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class PauseReason(models.TextChoices):
-    MANUAL = "manual"
-    JOB = "job"
-    QUEUE = "queue"
-    # plus "breaker:<service>", which is not a fixed choice
+class PauseKind(models.TextChoices):
+    """Why a campaign is paused. Stored with the service (breaker) or the mailbox and the figure
+    (a mailbox's breaker, deliverability) in fields of their own, never parsed out of a string."""
+
+    MANUAL = "manual"  # an operator paused it: an operator resumes it
+    JOB = "job"  # one of its jobs was paused: resumes with the queue
+    QUEUE = "queue"  # the queue was paused by an operator: resumes with the queue
+    BREAKER = "breaker"  # a service's breaker (pause_service) or a mailbox's (pause_mailbox)
+    DELIVERABILITY = "deliverability"  # its own or a mailbox's bounce or complaint rate (pause_figure)
+
+
+class MailboxPauseKind(models.TextChoices):
+    BREAKER = "breaker"
+    DELIVERABILITY = "deliverability"
+
+
+@dataclass(frozen=True)
+class PauseCause:
+    """A campaign's pause cause as the fields store it."""
+
+    kind: str
+    service: str = ""
+    mailbox_id: int | None = None
+    figure: str = ""
+
+    def fields(self) -> dict:
+        return {
+            "pause_kind": self.kind,
+            "pause_service": self.service,
+            "pause_mailbox_id": self.mailbox_id,
+            "pause_figure": self.figure[:255],
+        }
+
+
+NO_PAUSE = {"pause_kind": "", "pause_service": "", "pause_mailbox_id": None, "pause_figure": ""}
+
+
+def pause_fields(campaign) -> dict | None:
+    """The pause cause as fields, for API and live payloads; None unless the campaign is paused."""
+    if not campaign.pause_kind:
+        return None
+    return {
+        "kind": campaign.pause_kind,
+        "service": campaign.pause_service or None,
+        "mailbox": campaign.pause_mailbox_id,
+        "figure": campaign.pause_figure or None,
+    }
+
+
+def pause_cause_display(*, kind: str, service: str = "", mailbox_id=None, figure: str = "") -> str:
+    """The cause as one readable string for the API and the admin (`breaker:apollo`,
+    `breaker:mailbox.3`, `deliverability:bounce rate 7.0% > 5.0% after 120 sends`). Derived,
+    for display only: nothing reads a cause back out of it."""
+    if not kind:
+        return ""
+    if kind == PauseKind.BREAKER:
+        return f"breaker:{service or f'mailbox.{mailbox_id}'}"
+    if kind == PauseKind.DELIVERABILITY:
+        where = f" (mailbox.{mailbox_id})" if mailbox_id else ""
+        return f"deliverability:{figure}{where}"
+    return kind
 
 
 class Phase(models.TextChoices):

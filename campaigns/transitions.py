@@ -18,7 +18,15 @@ from django.utils import timezone
 from campaigns_project.errors import ApplicationError
 
 from .models import Campaign, CampaignEvent
-from .states import CAMPAIGN_ACTIONS, CampaignStatus, campaign_actions_allowed, campaign_allowed, campaign_can
+from .states import (
+    CAMPAIGN_ACTIONS,
+    NO_PAUSE,
+    CampaignStatus,
+    PauseCause,
+    campaign_actions_allowed,
+    campaign_allowed,
+    campaign_can,
+)
 
 # scheduled_at is not here: it is the launch time the operator chose, set by campaign_schedule.
 _TIMESTAMP_FOR = {
@@ -108,7 +116,7 @@ def _move(
     actor,
     actor_label: str,
     reason: str,
-    pause_reason: str,
+    pause: PauseCause | None,
     status_message: str | None,
     status_error: str | None,
 ) -> Campaign:
@@ -117,7 +125,9 @@ def _move(
     field = _TIMESTAMP_FOR.get(to_status)
     if field is not None and not (field in _FIRST_ONLY and getattr(campaign, field) is not None):
         setattr(campaign, field, timezone.now())
-    campaign.pause_reason = pause_reason if to_status == CampaignStatus.PAUSED else ""
+    cause = pause.fields() if pause is not None and to_status == CampaignStatus.PAUSED else NO_PAUSE
+    for field, value in cause.items():
+        setattr(campaign, field, value)
     if status_message is not None:
         campaign.status_message = status_message[:500]
     if status_error is not None:
@@ -130,7 +140,7 @@ def _move(
         to_status=to_status,
         actor=actor,
         actor_label=actor_label,
-        reason=reason or pause_reason,
+        reason=reason or campaign.pause_cause,
     )
     return campaign
 
@@ -142,7 +152,7 @@ def campaign_transition(
     actor=None,
     actor_label: str = "",
     reason: str = "",
-    pause_reason: str = "",
+    pause: PauseCause | None = None,
     status_message: str | None = None,
     status_error: str | None = None,
 ) -> Campaign:
@@ -159,7 +169,7 @@ def campaign_transition(
             actor=actor,
             actor_label=actor_label,
             reason=reason,
-            pause_reason=pause_reason,
+            pause=pause,
             status_message=status_message,
             status_error=status_error,
         )
@@ -172,7 +182,7 @@ def campaign_act(
     actor=None,
     actor_label: str = "",
     reason: str = "",
-    pause_reason: str = "",
+    pause: PauseCause | None = None,
     check: Callable[[Campaign], None] | None = None,
 ) -> Campaign:
     """Perform an operator's action: refused (ApplicationError) unless the campaign's status is one
@@ -192,7 +202,7 @@ def campaign_act(
             actor=actor,
             actor_label=actor_label,
             reason=reason,
-            pause_reason=pause_reason,
+            pause=pause,
             status_message=None,
             status_error=None,
         )

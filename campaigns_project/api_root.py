@@ -63,6 +63,11 @@ class ApiRootView(APIView):
                 "queue-management/circuit-breakers/{service}/reset": url("circuit-breaker-reset", service="{service}")
                 .replace("%7B", "{")
                 .replace("%7D", "}"),
+                "mailboxes": collection("mailbox-list"),
+                "mailbox": {
+                    name or "detail": f"{collection('mailbox-list')}{{id}}/{name}"
+                    for name in ("", "resume", "reset-breaker")
+                },
                 "webhook-endpoints": collection("webhook-endpoint-list"),
                 "webhook-endpoint": {
                     name or "detail": f"{collection('webhook-endpoint-list')}{{id}}/{name}"

@@ -36,6 +36,25 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
     SECRET_KEY = "insecure-development-key-never-use-in-production"
 
+# Mailbox passwords (SMTP, IMAP) are stored encrypted with this Fernet key (32 url-safe base64
+# bytes: `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
+# Unset, a key is derived from SECRET_KEY (then rotating SECRET_KEY loses the stored passwords:
+# a system check warns about it when DEBUG is off). A malformed key stops start-up. Rotating it:
+# MAILBOX_SECRET_KEY_PREVIOUS (comma-separated) still decrypts.
+MAILBOX_SECRET_KEY = env_str("MAILBOX_SECRET_KEY")
+MAILBOX_SECRET_KEY_PREVIOUS = env_list("MAILBOX_SECRET_KEY_PREVIOUS", [])
+for _name, _key in [("MAILBOX_SECRET_KEY", MAILBOX_SECRET_KEY)] + [
+    ("MAILBOX_SECRET_KEY_PREVIOUS", key) for key in MAILBOX_SECRET_KEY_PREVIOUS
+]:
+    if _key:
+        try:
+            import base64 as _base64
+
+            if len(_base64.urlsafe_b64decode(_key.encode())) != 32:
+                raise ValueError
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name} must be a Fernet key (32 url-safe base64-encoded bytes)") from None
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if (DEBUG or TESTING) else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -298,6 +317,7 @@ CELERY_TASK_ROUTES = {
     "campaigns.tasks.sync_instantly_analytics": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.drain_opens": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.publish_live": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
+    "tracking.tasks.check_deliverability": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
     "tracking.tasks.deliver_webhooks": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     "tracking.tasks.webhooks_upkeep": {"queue": CELERY_QUEUE_NAMES["webhooks"]},
     "tracking.tasks.poll_imap": {"queue": CELERY_QUEUE_NAMES["housekeeping"]},
@@ -390,6 +410,21 @@ BREAKERS = {
     }
     for service in SERVICES
 }
+# Every sender mailbox has an SMTP breaker of its own, with the smtp breaker's threshold and
+# window (queue_control.breakers: names `mailbox.<id>`); it pauses that mailbox only.
+# The deliverability guard (tracking/deliverability.py): per campaign and per mailbox, after at
+# least DELIVERABILITY_MIN_SENDS sends, a bounce rate above DELIVERABILITY_BOUNCE_RATE or a
+# complaint rate above DELIVERABILITY_COMPLAINT_RATE (0.3 %, the Gmail and Yahoo bulk-sender
+# ceiling) pauses it (cause `deliverability`).
+DELIVERABILITY_MIN_SENDS = env_int("DELIVERABILITY_MIN_SENDS", 100, minimum=1)
+DELIVERABILITY_BOUNCE_RATE = env_float("DELIVERABILITY_BOUNCE_RATE", 0.05, minimum=0)
+DELIVERABILITY_COMPLAINT_RATE = env_float("DELIVERABILITY_COMPLAINT_RATE", 0.003, minimum=0)
+# A burst of bounces checks a campaign at most once per this many seconds, plus one trailing
+# check at its end (0: after every bounce or complaint).
+DELIVERABILITY_CHECK_SECONDS = env_float("DELIVERABILITY_CHECK_SECONDS", 1.0, minimum=0)
+for _name in ("DELIVERABILITY_BOUNCE_RATE", "DELIVERABILITY_COMPLAINT_RATE"):
+    if globals()[_name] >= 1:
+        raise ImproperlyConfigured(f"{_name} is a fraction (0.05 for 5 %), got {globals()[_name]}")
 # Each provider's shared rate limit in calls per second (a Redis token bucket every worker
 # draws from; 0 = none) and the calls one job keeps in flight at once. The defaults stay under the
 # providers' documented limits (PROVIDERS.md): Instantly 100/s per workspace, Perplexity's lowest

@@ -39,7 +39,13 @@ class BreakerSerializer(serializers.Serializer):
 
 class QueueStatusSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["active", "paused"])
-    reason = serializers.CharField(allow_blank=True, help_text="breaker:<service>, or the operator's reason.")
+    reason = serializers.CharField(
+        allow_blank=True, help_text="Display only: breaker:<service> for a breaker's pause, else the operator's reason."
+    )
+    cause_kind = serializers.ChoiceField(
+        choices=["", "manual", "breaker"], allow_blank=True, help_text="Why it is paused; empty while active."
+    )
+    cause_service = serializers.CharField(allow_blank=True, help_text="The breaker's service, for cause_kind breaker.")
     changed_by = serializers.CharField(allow_blank=True)
     changed_at = serializers.DateTimeField()
     gate_open = serializers.BooleanField(help_text="What workers see right now (the Redis mirror of the latch).")

@@ -11,6 +11,8 @@ Keys (all under REDIS_KEY_PREFIX):
                                 failures_at_open
 - `breaker:<service>:failures`  sorted set of failure timestamps (the sliding window; expires)
 
+`<service>` is one of settings.SERVICES, or `mailbox.<id>` for a sender mailbox's own SMTP breaker.
+
 A missing hash means Redis lost it (restart, flush): selectors rebuild it from the last breaker
 event in the database (QueueEvent), never assume it closed.
 """
@@ -83,10 +85,22 @@ def breaker_keys(service: str) -> tuple[str, str]:
     return rkey("breaker", service), rkey("breaker", service, "failures")
 
 
+# Each sender mailbox's SMTP has a breaker of its own, named `mailbox.<id>`, with the smtp
+# breaker's threshold and window. It is not one of settings.SERVICES: it never pauses the queue
+# nor blocks its resume; it pauses its mailbox (campaigns/mailboxes.py).
+MAILBOX_BREAKER_PREFIX = "mailbox."
+
+
+def mailbox_breaker(mailbox_id: int) -> str:
+    return f"{MAILBOX_BREAKER_PREFIX}{int(mailbox_id)}"
+
+
 def _config(service: str) -> dict:
     try:
         return settings.BREAKERS[service]
     except KeyError:
+        if service.startswith(MAILBOX_BREAKER_PREFIX) and service[len(MAILBOX_BREAKER_PREFIX) :].isdigit():
+            return settings.BREAKERS["smtp"]
         raise ValueError(f"Unknown service {service!r}; known: {', '.join(settings.SERVICES)}") from None
 
 

@@ -37,9 +37,10 @@ _TRANSPORT_ERRORS = (OSError,)
 # ...except an SMTP server refusing one recipient: that is about one input, like a 4xx.
 _ONE_INPUT_ERRORS = (smtplib.SMTPRecipientsRefused,)
 
-# KEYS: latch mirror, breaker hash, record list, record fence, then the buckets.
-# ARGV: the latch's active value, n record entries, record ttl, the n entries, the buckets' triples.
-# Returns ok | paused | open:<state> | nolatch | nobreaker | unrecorded | wait:<seconds>.
+# KEYS: latch mirror, breaker hash, record list, record fence, the n caps' counters, then the buckets.
+# ARGV: the latch's active value, n record entries, record ttl, n caps, the entries, the caps' pairs
+# (limit, ttl seconds), the buckets' triples.
+# Returns ok | paused | open:<state> | nolatch | nobreaker | unrecorded | capped:<i> | wait:<seconds>.
 _PERMIT_LUA = (
     TAKE_TOKENS_LUA
     + """
@@ -50,13 +51,23 @@ local state = redis.call('HGET', KEYS[2], 'state')
 if not state then return 'nobreaker' end
 if state ~= 'closed' then return 'open:' .. state end
 local entries = tonumber(ARGV[2])
+local caps = tonumber(ARGV[4])
 if entries > 0 and (redis.call('EXISTS', KEYS[3]) == 0 or redis.call('EXISTS', KEYS[4]) == 1) then
   return 'unrecorded'
 end
-local wait = take_tokens(5, 4 + entries, 1)
+local cap_arg = 5 + entries
+for i = 1, caps do
+  local used = tonumber(redis.call('GET', KEYS[4 + i]) or '0')
+  if used >= tonumber(ARGV[cap_arg + (i - 1) * 2]) then return 'capped:' .. tostring(i) end
+end
+local wait = take_tokens(5 + caps, cap_arg + caps * 2, 1)
 if wait > 0 then return 'wait:' .. tostring(wait) end
+for i = 1, caps do
+  redis.call('INCR', KEYS[4 + i])
+  redis.call('EXPIRE', KEYS[4 + i], ARGV[cap_arg + (i - 1) * 2 + 1])
+end
 if entries > 0 then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 4, 3 + entries))
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 5, 4 + entries))
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 return 'ok'
@@ -77,6 +88,18 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Cap:
+    """A counter that lets at most `limit` permits through before it expires (a mailbox's daily
+    cap: the key names the day, the ttl outlives it). Counted in the permit's atomic step, so the
+    cap holds across every worker."""
+
+    key: str
+    limit: int
+    ttl_seconds: int
+    label: str = "cap"
+
+
+@dataclass(frozen=True)
 class Permit:
     granted: bool
     wait: float = 0.0  # not granted yet: a rate limit has no token for this long
@@ -85,6 +108,10 @@ class Permit:
     unreachable: bool = False
     # The refusal is the record's list being gone or fenced: the caller must not go on.
     unrecorded: bool = False
+    # The refusal is a cap reached (Permit.capped names its label): nothing more until it expires.
+    capped: str = ""
+    # The refusal is the breaker not closed.
+    breaker_open: bool = False
 
 
 def classify(exc: BaseException) -> tuple[bool, bool]:
@@ -106,18 +133,31 @@ def _known(service: str) -> None:
         raise ValueError(f"No circuit breaker for {service!r}; known: {', '.join(settings.SERVICES)}")
 
 
-def call_permit(service: str, buckets: Iterable[TokenBucket | None] = (), *, record: Record | None = None) -> Permit:
-    """May one call to `service` start now? Checks the gate and the breaker, takes a token of
-    every bucket and appends the record's entries, all in one round trip; a missing latch mirror
-    or breaker hash (Redis restarted) is rebuilt from the database and checked again. Fails
-    closed: Redis not answering refuses."""
+def call_permit(
+    service: str,
+    buckets: Iterable[TokenBucket | None] = (),
+    *,
+    record: Record | None = None,
+    caps: Iterable[Cap] = (),
+    breaker: str | None = None,
+) -> Permit:
+    """May one call to `service` start now? Checks the gate and the breaker (the service's, or
+    `breaker`: a mailbox's own), that no cap is reached, takes a token of every bucket, counts the
+    caps and appends the record's entries, all in one round trip; a missing latch mirror or
+    breaker hash (Redis restarted) is rebuilt from the database and checked again. Fails closed:
+    Redis not answering refuses. An open service breaker pauses the queue; an open `breaker` is
+    its owner's to handle (the mailbox's pause)."""
     _known(service)
+    breaker_name = breaker or service
     buckets = [bucket for bucket in buckets if bucket is not None]
+    caps = list(caps)
     gate = latch_key()
     record_keys = [record.key, record.fence_key] if record else [gate, gate]
-    keys = [gate, breakers.breaker_keys(service)[0], *record_keys, *(bucket.key for bucket in buckets)]
+    keys = [gate, breakers.breaker_keys(breaker_name)[0], *record_keys, *(cap.key for cap in caps)]
+    keys += [bucket.key for bucket in buckets]
     entries = list(record.entries) if record else []
-    args = [QueueState.State.ACTIVE, len(entries), record.ttl_seconds if record else 0, *entries]
+    args = [QueueState.State.ACTIVE, len(entries), record.ttl_seconds if record else 0, len(caps), *entries]
+    args += [arg for cap in caps for arg in (cap.limit, cap.ttl_seconds)]
     args += [arg for bucket in buckets for arg in bucket.script_args()]
     try:
         script = get_redis().register_script(_PERMIT_LUA)
@@ -128,7 +168,7 @@ def call_permit(service: str, buckets: Iterable[TokenBucket | None] = (), *, rec
                     return Permit(False, refusal="the queue is paused")
                 continue
             if answer == "nobreaker":
-                breaker_state(service)  # rebuilds the hash from the breaker history
+                breaker_state(breaker_name)  # rebuilds the hash from the breaker history
                 continue
             break
     except redis.RedisError:
@@ -140,9 +180,12 @@ def call_permit(service: str, buckets: Iterable[TokenBucket | None] = (), *, rec
         return Permit(False, wait=float(answer[5:]))
     if answer.startswith("open:"):
         state = answer[5:]
-        if state == OPEN:
+        if state == OPEN and breaker is None:
             _pause_for_open_breaker(service)
-        return Permit(False, refusal=f"circuit breaker {service} is {state}")
+        return Permit(False, refusal=f"circuit breaker {breaker_name} is {state}", breaker_open=True)
+    if answer.startswith("capped:"):
+        cap = caps[int(answer[7:]) - 1]
+        return Permit(False, refusal=f"{cap.label} reached ({cap.limit})", capped=cap.label)
     if answer == "paused":
         return Permit(False, refusal="the queue is paused")
     if answer == "unrecorded":
@@ -155,7 +198,7 @@ def _pause_for_open_breaker(service: str) -> None:
     unreachable then), the next caller finishes it; queue_pause is idempotent."""
     try:
         if QueueState.get().is_active:
-            queue_pause(reason=f"breaker:{service}", actor=None)
+            queue_pause(service=service, actor=None)
     except Exception:
         logger.exception("Could not pause the queue for open breaker %s", service)
 

@@ -13,7 +13,15 @@ class QueueState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
-    reason = models.CharField(max_length=500, blank=True)  # "breaker:apollo" or the operator's words
+
+    class CauseKind(models.TextChoices):
+        MANUAL = "manual"  # an operator (or a command) paused it: `reason` holds their words
+        BREAKER = "breaker"  # a service's breaker opened: `cause_service` names it
+
+    # Why it is paused, as fields; blank while active. Nothing parses `reason`.
+    cause_kind = models.CharField(max_length=16, choices=CauseKind.choices, blank=True)
+    cause_service = models.CharField(max_length=32, blank=True)
+    reason = models.CharField(max_length=500, blank=True)  # the operator's words
     changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     changed_by_label = models.CharField(max_length=150, blank=True)  # a username, or "system"
     changed_at = models.DateTimeField(default=timezone.now)
@@ -24,7 +32,15 @@ class QueueState(models.Model):
         permissions = [("operate_queue", "Can pause and resume the queue and reset circuit breakers")]
 
     def __str__(self) -> str:
-        return f"queue {self.state}" + (f" ({self.reason})" if self.reason else "")
+        return f"queue {self.state}" + (f" ({self.cause_display})" if self.cause_display else "")
+
+    @property
+    def cause_display(self) -> str:
+        """One readable string for the API, the admin and the banner: `breaker:apollo` for a
+        breaker's pause, the operator's words otherwise. Derived, never parsed."""
+        if self.cause_kind == self.CauseKind.BREAKER:
+            return f"breaker:{self.cause_service}"
+        return self.reason
 
     @classmethod
     def get(cls) -> "QueueState":
@@ -46,6 +62,10 @@ class QueueEvent(models.Model):
         QUEUE_RESUME_REFUSED = "queue.resume_refused"
         BREAKER_OPENED = "breaker.opened"
         BREAKER_RESET = "breaker.reset"
+        # A sender mailbox's own latch (service `mailbox.<id>`): campaigns/mailboxes.py.
+        MAILBOX_PAUSED = "mailbox.paused"
+        MAILBOX_RESUMED = "mailbox.resumed"
+        MAILBOX_RESUME_REFUSED = "mailbox.resume_refused"
 
     kind = models.CharField(max_length=64, choices=Kind.choices)
     service = models.CharField(max_length=32, blank=True)

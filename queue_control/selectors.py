@@ -105,7 +105,9 @@ def queue_status(*, organization_ids: list | None = None) -> dict:
     blocking = [b["service"] for b in breaker_list if b["state"] != CLOSED]
     return {
         "state": latch.state,
-        "reason": latch.reason,
+        "reason": latch.cause_display,
+        "cause_kind": latch.cause_kind,
+        "cause_service": latch.cause_service,
         "changed_by": latch.changed_by_label,
         "changed_at": latch.changed_at,
         "gate_open": gate_open(),

@@ -35,11 +35,14 @@ def _latch_locked() -> QueueState:
     return latch
 
 
-def queue_pause(*, reason: str, actor=None, actor_label: str = "") -> QueueState:
+def queue_pause(*, reason: str = "", service: str = "", actor=None, actor_label: str = "") -> QueueState:
     """Latch the queue paused and, in the same transaction, pause every running campaign and every
-    pending or processing job (through the queue_paused receivers). Idempotent: a second pause
-    keeps the first reason and writes no second event, but still sweeps anything left running."""
-    reason = (reason or "").strip()[:500] or "manual"
+    pending or processing job (through the queue_paused receivers). `service` set: its breaker
+    opened (cause kind breaker); otherwise an operator's pause with their `reason`. Idempotent: a
+    second pause keeps the first cause and writes no second event, but still sweeps anything left
+    running."""
+    kind = QueueState.CauseKind.BREAKER if service else QueueState.CauseKind.MANUAL
+    reason = (reason or "").strip()[:500] or ("" if service else "manual")
     label = _label(actor, actor_label)
     # Before the transaction, even before waiting for the lock: from now on no gate check lets a
     # new external call start. Pausing early is safe; only activating must wait for the commit.
@@ -48,13 +51,27 @@ def queue_pause(*, reason: str, actor=None, actor_label: str = "") -> QueueState
         latch = _latch_locked()
         if latch.is_active:
             latch.state = QueueState.State.PAUSED
-            latch.reason = reason
+            latch.cause_kind, latch.cause_service, latch.reason = kind, service, reason
             latch.changed_by = actor
             latch.changed_by_label = label
             latch.changed_at = timezone.now()
             latch.save()
-            QueueEvent.objects.create(kind=QueueEvent.Kind.QUEUE_PAUSED, reason=reason, actor=actor, actor_label=label)
-        queue_paused.send(sender=QueueState, reason=latch.reason, actor=actor, actor_label=label)
+            QueueEvent.objects.create(
+                kind=QueueEvent.Kind.QUEUE_PAUSED,
+                service=service,
+                reason=latch.cause_display,
+                actor=actor,
+                actor_label=label,
+                details={"cause_kind": kind, "cause_service": service},
+            )
+        queue_paused.send(
+            sender=QueueState,
+            reason=latch.cause_display,
+            kind=latch.cause_kind,
+            service=latch.cause_service,
+            actor=actor,
+            actor_label=label,
+        )
         transaction.on_commit(mirror_sync)
     return latch
 
@@ -70,7 +87,7 @@ def queue_resume(*, actor, actor_label: str = "") -> QueueState:
         if not blocking:
             was = latch.state
             latch.state = QueueState.State.ACTIVE
-            latch.reason = ""
+            latch.cause_kind, latch.cause_service, latch.reason = "", "", ""
             latch.changed_by = actor
             latch.changed_by_label = label
             latch.changed_at = timezone.now()
@@ -130,7 +147,7 @@ def breaker_reset(*, service: str, actor, actor_label: str = "") -> dict:
 
 def breaker_failure_record(*, service: str, error: BaseException | str, trips_immediately: bool = False) -> bool:
     """Count a failure of the service. The one call that opens the breaker records it and pauses
-    the queue (reason `breaker:<service>`); returns True for that call only."""
+    the queue (cause kind breaker, with the service); returns True for that call only."""
     _known_service(service)
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     opened, failures = breakers.breaker_failure_count(service, message, trips_immediately=trips_immediately)
@@ -148,5 +165,5 @@ def breaker_failure_record(*, service: str, error: BaseException | str, trips_im
                     "trips_immediately": trips_immediately,
                 },
             )
-            queue_pause(reason=f"breaker:{service}", actor=None, actor_label=SYSTEM)
+            queue_pause(service=service, actor=None, actor_label=SYSTEM)
     return opened

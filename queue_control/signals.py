@@ -6,7 +6,8 @@ set-based UPDATEs commit or roll back together with the latch.
 
 from django.dispatch import Signal
 
-# kwargs: reason (str, e.g. "breaker:apollo" or "manual"), actor (User | None), actor_label (str)
+# kwargs: kind ("breaker" | "manual"), service (the breaker's, or ""), reason (the display string,
+# for history only), actor (User | None), actor_label (str)
 queue_paused = Signal()
 # kwargs: actor (User | None), actor_label (str)
 queue_resumed = Signal()

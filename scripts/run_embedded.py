@@ -56,6 +56,13 @@ def env_file_write(values: dict[str, str]) -> None:
     ENV_FILE.chmod(0o600)  # it holds a secret key and a password
 
 
+def free_port() -> int:
+    """A port nothing listens on now; kept in .run/env so it stays the same across runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def checkout_env() -> dict[str, str]:
     """The file's values, overridden by the environment's, completed with generated ones."""
     saved = env_file_read()
@@ -76,6 +83,8 @@ def checkout_env() -> dict[str, str]:
         "LOCAL_IMAP_PASSWORD": pick("LOCAL_IMAP_PASSWORD", secrets.token_urlsafe(12)),
         "EMAIL_BACKEND": pick("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"),
         "EMAIL_FILE_PATH": pick("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
+        # The embedded SMTP sink the demo's sandbox mailboxes send to (scripts/smtp_sink.py).
+        "SMTP_SINK_PORT": pick("SMTP_SINK_PORT", str(free_port())),
         # The Redis the operator asked for; REDIS_URL below is the one in use (maybe embedded).
         "MAKE_RUN_REDIS_URL": os.environ.get("REDIS_URL") or saved.get("MAKE_RUN_REDIS_URL") or DEFAULT_REDIS_URL,
     }
@@ -83,12 +92,6 @@ def checkout_env() -> dict[str, str]:
         if os.environ.get(optional) or saved.get(optional):
             values[optional] = pick(optional, "")
     return values
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pump(name: str, proc: subprocess.Popen) -> None:
@@ -161,6 +164,9 @@ def main() -> int:
     subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], env=env, check=True, cwd=ROOT)
     seeded = subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT, capture_output=True, text=True)
 
+    sink_dir = Path(values["EMAIL_FILE_PATH"]) / "sink"
+    sink = [PY, str(ROOT / "scripts" / "smtp_sink.py"), "--port", values["SMTP_SINK_PORT"]]
+    sink += ["--log", str(RUN_DIR / "smtp-sink.log"), "--maildir", str(sink_dir)]
     celery = [PY, "-m", "celery", "-A", "campaigns_project"]
     # The production shape in small: campaign work on one worker, housekeeping (sweeper, opens
     # drain, scheduled launches) on its own, so a campaign's backlog never delays it.
@@ -187,6 +193,7 @@ def main() -> int:
         "beat": [*celery, "beat", "--loglevel", "info"],
         # Replies as they arrive by IMAP IDLE (IMAP_ACCOUNTS; it waits while there is none).
         "imap": [*manage, "imap_idle"],
+        "sink": sink,
     }  # fmt: skip
     for name, cmd in commands.items():
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -200,6 +207,7 @@ def main() -> int:
         f"  Health:   {base}/healthz\n  Metrics:  {base}/metrics\n  Mail:     {RUN_DIR / 'mail'}\n"
         f"  Replies:  POST {base}/api/v1/webhooks/inbound-mail/ (Bearer INBOUND_MAIL_SECRET in {ENV_FILE})\n"
         f"{local_imap}\n"
+        f"  SMTP sink (the demo mailboxes): 127.0.0.1:{values['SMTP_SINK_PORT']}, messages in {sink_dir}\n\n"
         f"{seeded.stdout}\nCtrl-C stops everything.\n",
         flush=True,
     )

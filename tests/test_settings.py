@@ -97,3 +97,24 @@ def test_a_bad_value_stops_start_up_naming_the_variable(name, value, message):
     result = load_settings(SECRET_KEY="x", WEBHOOK_SECRET=WEBHOOK, **{name: value})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MAILBOX_SECRET_KEY": "not-a-fernet-key"}, "MAILBOX_SECRET_KEY must be a Fernet key"),
+        ({"MAILBOX_SECRET_KEY_PREVIOUS": "c2hvcnQ="}, "MAILBOX_SECRET_KEY_PREVIOUS must be a Fernet key"),
+        ({"DELIVERABILITY_BOUNCE_RATE": "5"}, "DELIVERABILITY_BOUNCE_RATE is a fraction"),
+        ({"DELIVERABILITY_MIN_SENDS": "0"}, "DELIVERABILITY_MIN_SENDS must be at least 1"),
+    ],
+)
+def test_mailbox_and_deliverability_settings_are_strict(env, message):
+    result = load_settings(DEBUG="true", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_a_well_formed_mailbox_secret_key_loads():
+    key = "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE="  # 32 bytes, url-safe base64
+    result = load_settings(DEBUG="true", MAILBOX_SECRET_KEY=key)
+    assert result.returncode == 0, result.stderr

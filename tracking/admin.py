@@ -32,11 +32,20 @@ class StuckInSendingFilter(admin.SimpleListFilter):
 
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
-    list_display = ["email_short", "campaign_name", "status", "claimed_at", "sent_at", "first_human_open", "error"]
+    list_display = [
+        "email_short",
+        "campaign_name",
+        "status",
+        "mailbox",
+        "claimed_at",
+        "sent_at",
+        "first_human_open",
+        "error",
+    ]
     list_filter = ["status", StuckInSendingFilter, CampaignFilter]
-    list_select_related = ["campaign"]
+    list_select_related = ["campaign", "mailbox"]
     search_fields = ["email", "message_id"]
-    raw_id_fields = ["campaign", "lead"]
+    raw_id_fields = ["campaign", "lead", "mailbox"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Recipient._meta.fields]
     actions = ["release_to_pending", "mark_delivered", "mark_failed"]

@@ -17,7 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from campaigns.api import OrganizationSlugField
+from campaigns.api import OrganizationSlugField, PauseFieldsSerializer
 from campaigns.api_base import OPERATE_DENIED, CampaignResourceViewSet, CanOperateOrganization
 from campaigns.selectors import organizations_for_user, user_can_operate
 from campaigns.states import CampaignStatus, Phase
@@ -50,7 +50,10 @@ class ProgressDataSerializer(serializers.Serializer):
     organization = serializers.CharField(help_text="The organization's slug.")
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
-    pause_cause = serializers.CharField(allow_null=True, help_text="manual, job, queue, breaker:<service>…")
+    pause_cause = serializers.CharField(
+        allow_null=True, help_text="Display only: manual, job, queue, breaker:<service>, deliverability:<figure>…"
+    )
+    pause = PauseFieldsSerializer(allow_null=True, help_text="The pause cause as fields; null unless paused.")
     phase = serializers.ChoiceField(choices=Phase.choices, allow_null=True)
     phase_progress = serializers.IntegerField(min_value=0, max_value=100)
     progress = serializers.IntegerField(min_value=0, max_value=100)

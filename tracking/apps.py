@@ -12,10 +12,12 @@ class TrackingConfig(AppConfig):
         campaign and queue history.)"""
         from django.contrib import admin
 
+        from campaigns.mailboxes import MAILBOX_RESUME_GUARDS
         from campaigns.registry import register
-        from campaigns.states import JobType
+        from campaigns.services import RESUME_GUARDS
+        from campaigns.states import JobType, MailboxPauseKind, PauseKind
 
-        from . import receivers, sending  # noqa: F401
+        from . import deliverability, receivers, sending  # noqa: F401  (deliverability: its event receiver)
         from .admin_dashboard import dashboard_urls
         from .admin_panels import campaign_stats_panel
 
@@ -24,6 +26,11 @@ class TrackingConfig(AppConfig):
             job_recoverers={JobType.SEND_EMAIL: sending.send_job_recover},
             outreach_launchers={"smtp": sending.smtp_outreach_launch},
             outreach_settlers={"smtp": sending.smtp_outreach_settle},
+        )
+        # A deliverability pause resumes only below the threshold or with the operator's acknowledgement.
+        RESUME_GUARDS.setdefault(PauseKind.DELIVERABILITY, []).append(deliverability.campaign_resume_guard)
+        MAILBOX_RESUME_GUARDS.setdefault(MailboxPauseKind.DELIVERABILITY, []).append(
+            deliverability.mailbox_resume_guard
         )
         admin.site.register_campaign_panel("stats", campaign_stats_panel)
         admin.site.register_pages("live_dashboard", dashboard_urls)

@@ -47,9 +47,9 @@ from .models import ImapAccountState
 
 logger = logging.getLogger(__name__)
 
-# Where IMAP accounts come from, as dotted paths of functions returning ImapAccount values.
-# Sender mailboxes (issue 15b) are added here as a second entry.
-ACCOUNT_SOURCES: tuple[str, ...] = ("tracking.imap.accounts_from_settings",)
+# Where IMAP accounts come from, as dotted paths of functions returning ImapAccount values: the
+# installation's (IMAP_ACCOUNTS) and every organization's sender mailboxes with IMAP credentials.
+ACCOUNT_SOURCES: tuple[str, ...] = ("tracking.imap.accounts_from_settings", "tracking.imap.accounts_from_mailboxes")
 
 # What a broken mailbox raises: protocol errors, the server hanging up, sockets, TLS.
 IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, socket.timeout, ssl.SSLError, EOFError)
@@ -75,6 +75,33 @@ class ImapAccount:
 
 def accounts_from_settings() -> list[ImapAccount]:
     return [ImapAccount(**item) for item in settings.IMAP_ACCOUNTS]
+
+
+def accounts_from_mailboxes() -> list[ImapAccount]:
+    """Each sender mailbox with IMAP credentials, matching only its organization's recipients. A
+    password that no longer decrypts (a rotated-away key) leaves that mailbox out, logged."""
+    from campaigns.models import Mailbox
+    from campaigns.secrets import secret_decrypt
+
+    accounts = []
+    for mailbox in Mailbox.objects.exclude(imap_host="").exclude(imap_username=""):
+        try:
+            password = secret_decrypt(mailbox.imap_password_encrypted) if mailbox.imap_password_encrypted else ""
+        except ValueError as exc:
+            logger.warning("Mailbox %s is not read by IMAP: %s", mailbox.pk, exc)
+            continue
+        accounts.append(
+            ImapAccount(
+                key=f"mailbox:{mailbox.pk}",
+                host=mailbox.imap_host,
+                port=mailbox.imap_port,
+                username=mailbox.imap_username,
+                password=password,
+                ssl=mailbox.imap_ssl,
+                organization_id=mailbox.organization_id,
+            )
+        )
+    return accounts
 
 
 def imap_accounts() -> list[ImapAccount]:

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignPhase
 from campaigns.selectors import campaign_progress
-from campaigns.states import CampaignStatus, Phase
+from campaigns.states import CampaignStatus, Phase, pause_fields
 from campaigns_project.live import dirty_campaigns_key, dirty_queue_key
 from campaigns_project.redis import get_redis, rkey
 from queue_control.selectors import queue_status
@@ -168,7 +168,8 @@ def progress_messages(campaigns: list[Campaign], *, record: bool = False) -> lis
             "organization": campaign.organization.slug,
             "name": campaign.name,
             "status": campaign.status,
-            "pause_cause": campaign.pause_reason or None,
+            "pause_cause": campaign.pause_cause or None,
+            "pause": pause_fields(campaign),
             "phase": campaign.phase or None,
             "phase_progress": progress["phase"],
             "progress": progress["overall"],
@@ -212,7 +213,19 @@ def queue_state_message() -> dict:
     """The queue latch and every breaker: the platform's facts, the same for every member (the
     per-organization job counts are on GET /api/v1/queue-management/status)."""
     status = queue_status(organization_ids=[])
-    data = {key: status[key] for key in ("state", "reason", "changed_by", "gate_open", "can_resume", "open_breakers")}
+    data = {
+        key: status[key]
+        for key in (
+            "state",
+            "reason",
+            "cause_kind",
+            "cause_service",
+            "changed_by",
+            "gate_open",
+            "can_resume",
+            "open_breakers",
+        )
+    }
     data["changed_at"] = status["changed_at"].isoformat()
     data["breakers"] = [
         {**breaker, "opened_at": breaker["opened_at"].isoformat() if breaker["opened_at"] else None}

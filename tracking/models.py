@@ -21,6 +21,11 @@ class Recipient(models.Model):
     status = models.CharField(max_length=16, choices=RecipientStatus.choices, default=RecipientStatus.PENDING)
     token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     message_id = models.CharField(max_length=255, blank=True)
+    # The sender mailbox, given at launch (rotation); every step to this recipient goes from it.
+    # Null: the campaign has no mailboxes and sends as it always did.
+    mailbox = models.ForeignKey(
+        "campaigns.Mailbox", on_delete=models.PROTECT, null=True, blank=True, related_name="recipients"
+    )
     claimed_at = models.DateTimeField(null=True, blank=True)  # entered `sending`; finds the stuck ones
     # The send job that claimed it (no foreign key: jobs are deleted by retention, this stays as a
     # record), and how many times a job claimed it; RECIPIENT_MAX_SEND_ATTEMPTS bounds the retries.
@@ -144,6 +149,8 @@ class CampaignCounter(models.Model):
 
 
 # Outgoing webhooks live in their own module (tracking/models_outbound.py), the IMAP reply
-# poller's place in each mailbox in tracking/models_inbound.py.
+# poller's place in each mailbox in tracking/models_inbound.py, the deliverability guard's
+# acknowledged baselines in tracking/models_deliverability.py.
+from .models_deliverability import DeliverabilityBaseline  # noqa: E402, F401
 from .models_inbound import ImapAccountState  # noqa: E402, F401
 from .models_outbound import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401

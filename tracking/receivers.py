@@ -15,7 +15,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from campaigns.models import Campaign, CampaignEvent
-from campaigns.states import CampaignStatus
+from campaigns.states import CampaignStatus, pause_fields
 from campaigns_project import live
 from queue_control.models import QueueEvent
 
@@ -48,7 +48,8 @@ def _campaign_data(campaign: Campaign) -> dict:
         "name": campaign.name,
         "status": campaign.status,
         "phase": campaign.phase or None,
-        "pause_cause": campaign.pause_reason or None,
+        "pause_cause": campaign.pause_cause or None,
+        "pause": pause_fields(campaign),
     }
 
 

@@ -17,6 +17,7 @@ from django.utils.html import escape, linebreaks, strip_tags
 from campaigns.models import Campaign, Lead
 from campaigns.templating import SAMPLE_LEAD, Budget, template_compile, template_render
 
+from .mailboxes import message_sender
 from .models import Link, Recipient
 
 __all__ = ["SAMPLE_LEAD", "render_content"]  # SAMPLE_LEAD: the template language's sample lead, for test sends
@@ -218,8 +219,10 @@ def build_message(
 ) -> OutgoingMessage:
     """The message for `to`. With a recipient, it carries the one-click unsubscribe headers
     (RFC 8058) pointing at that recipient's token."""
-    from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL
-    from_name = " ".join(campaign.from_name.split())
+    # The recipient's mailbox (every step to it goes from there), else the campaign's sender.
+    from_name, from_email = message_sender(
+        campaign=campaign, mailbox=recipient.mailbox if recipient is not None and recipient.mailbox_id else None
+    )
     headers = {"Message-ID": make_msgid(domain=from_email.rpartition("@")[2] or "localhost")}
     if campaign.reply_to:
         headers["Reply-To"] = campaign.reply_to

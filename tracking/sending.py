@@ -26,19 +26,20 @@ from django.core.mail import get_connection
 from django.core.mail.message import sanitize_address
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from campaigns.jobs import Heartbeat, JobDeferred, JobIncomplete, JobStopped, job_checkpoint, job_control
-from campaigns.models import Campaign, Job
+from campaigns.mailboxes import mailbox_failure_record, mailbox_pause
+from campaigns.models import Campaign, Job, Mailbox
 from campaigns.pipeline import phase_items_add
 from campaigns.registry import (
     OutreachOutcome,
     PermanentJobError,
     RetryableJobError,
 )
-from campaigns.states import Phase
+from campaigns.states import MailboxPauseKind, Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
@@ -49,7 +50,9 @@ from queue_control.guard import call_permit, failure_record, guarded_call
 
 from . import services
 from .counters import counters_read
+from .deliverability import deliverability_check_soon
 from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
+from .mailboxes import mailbox_connection, mailbox_daily_cap, mailbox_gap_bucket, recipients_rotate, seconds_to_next_day
 from .models import Recipient, Suppression
 from .rendering import (
     SAMPLE_LEAD,
@@ -72,6 +75,9 @@ CONTROL_SECONDS = 0.25
 MAX_RATE_WAIT_SECONDS = 2.0
 # Consecutive 4xx replies after which the batch backs off (the server is throttling us).
 MAX_TRANSIENT_IN_A_ROW = 3
+# A mailbox's daily cap reached: the batch hands back its recipients and looks again this often
+# (the sweeper wakes it; no long countdown is parked in the broker).
+CAPPED_RETRY_SECONDS = 300.0
 UNCERTAIN = "Delivery uncertain: the message was committed but the server's answer never came"
 
 # A 5xx that says the mailbox does not exist is a hard bounce: the address is suppressed. Other 5xx
@@ -83,6 +89,10 @@ _USER_UNKNOWN = re.compile(
     re.IGNORECASE,
 )
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class MailboxCapped(Exception):
+    """A mailbox reached its cap for today: its other recipients in the batch wait."""
 
 
 def is_hard_bounce(code: int, reply: str) -> bool:
@@ -183,7 +193,11 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
         try:
             before_commit()
         except BaseException:
-            connection.close()  # no end of DATA: nothing is delivered
+            # No end of DATA: nothing is delivered. The socket is dropped, not QUIT: in the middle
+            # of DATA a QUIT would be read as content, and wait for the timeout.
+            with contextlib.suppress(Exception):
+                smtp.close()
+            connection.connection = None
             raise
     try:
         smtp.send(b".\r\n")
@@ -218,6 +232,7 @@ def smtp_outreach_launch(*, campaign: Campaign) -> None:
             batch_size=1000,
             ignore_conflicts=True,  # recipients an operator added by hand stay as they are
         )
+    recipients_rotate(campaign=campaign)  # each recipient's mailbox, when the campaign has mailboxes
     pending = campaign.recipients.filter(status=RecipientStatus.PENDING).count()
     services.send_jobs_create(campaign_id=campaign.pk, recipient_count=pending)
 
@@ -368,6 +383,8 @@ class SendBatch:
         self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database
         self.untouched: set[int] = set()  # claimed, never committed: safe to release
         self.result = {key: int(job.result.get(key, 0)) for key in ("claimed", "sent", "failed", "bounced")}
+        self.mailbox: Mailbox | None = None
+        self.gap_bucket: TokenBucket | None = None
 
     def run(self, ids: list[int]) -> dict:
         self.result["claimed"] += len(ids)
@@ -376,27 +393,59 @@ class SendBatch:
         suppressed = services.recipients_fail_suppressed(campaign=self.campaign, ids=ids)
         phase_items_add(campaign_id=self.campaign.pk, phase=Phase.OUTREACH, failed=suppressed)
         recipients = list(
-            Recipient.objects.filter(pk__in=ids, status=RecipientStatus.SENDING).select_related("lead").order_by("id")
+            Recipient.objects.filter(pk__in=ids, status=RecipientStatus.SENDING)
+            .select_related("lead", "mailbox")
+            .order_by("id")
         )
         self.untouched = {recipient.pk for recipient in recipients}
         links = LinkRegistry(self.campaign.pk)
-        connection = get_connection()
-        journal_entry = ""  # the last acceptance, journaled with the next commit
-        next_control = last_flush = monotonic()
+        # One connection per sender mailbox (recipients without one: the settings' SMTP).
+        by_mailbox: dict[int | None, list[Recipient]] = {}
+        for recipient in recipients:
+            by_mailbox.setdefault(recipient.mailbox_id, []).append(recipient)
+        capped = ""
+        self.journal_entry = ""  # the last acceptance, journaled with the next commit
+        self.next_control = self.last_flush = monotonic()
+        try:
+            for group in by_mailbox.values():
+                try:
+                    self._send_from(group[0].mailbox, group, links)
+                except MailboxCapped as exc:
+                    capped = str(exc)  # this mailbox's other recipients wait; the others go on
+        finally:
+            # If the database fails here the error goes up, and the journal stays for the sweeper.
+            self._flush()
+            # A capped mailbox's recipients were never tried: their claim's attempt is given back,
+            # or waiting for tomorrow's cap would use up their attempts.
+            self._release(sorted(self.untouched), give_back=bool(capped))
+            journal_close(self.job.pk)
+        if capped:
+            raise JobDeferred(f"Not sent: {capped}.", delay=min(seconds_to_next_day(), CAPPED_RETRY_SECONDS))
+        return dict(self.result)
+
+    def _send_from(self, mailbox: Mailbox | None, recipients: list[Recipient], links: LinkRegistry) -> None:
+        """The recipients of one mailbox (or of none) over one connection to its server."""
+        self.mailbox = mailbox
+        self.gap_bucket = mailbox_gap_bucket(mailbox) if mailbox is not None else None
+        if mailbox is not None:
+            mailbox.refresh_from_db(fields=["pause_kind", "pause_figure"])
+            if mailbox.is_paused:
+                self._mailbox_paused()
+        connection = mailbox_connection(mailbox)
         try:
             self._permit(rate_limited=False)  # opening the connection commits no message: no token
             try:
                 smtp_open(connection)
             except ProviderError as exc:
-                failure_record("smtp", exc)
+                self._failure(exc)
                 raise
             transient_in_a_row = 0
             for recipient in recipients:
-                if monotonic() >= next_control:
+                if monotonic() >= self.next_control:
                     self._control()
-                    next_control = monotonic() + CONTROL_SECONDS
+                    self.next_control = monotonic() + CONTROL_SECONDS
                 message, message_id = self._message(recipient, links, connection)
-                entries = [entry for entry in (journal_entry, f"b:{recipient.pk}") if entry]
+                entries = [entry for entry in (self.journal_entry, f"b:{recipient.pk}") if entry]
                 try:
                     refusal = smtp_handover(
                         connection, message, before_commit=lambda entries=entries: self._commit_permit(entries)
@@ -404,16 +453,16 @@ class SendBatch:
                 except JournalRefused as exc:
                     raise JobStopped(f"Not sent: {exc}.") from exc
                 except ProviderError as exc:
-                    failure_record("smtp", exc)
+                    self._failure(exc)
                     if getattr(exc, "delivery_uncertain", True):
                         self.untouched.discard(recipient.pk)
                         Recipient.objects.filter(pk=recipient.pk).update(last_error=f"{UNCERTAIN}: {exc}")
                     raise
                 self.untouched.discard(recipient.pk)
-                journal_entry = ""
+                self.journal_entry = ""
                 if refusal is None:
                     self.sent[recipient.pk] = (message_id, timezone.now())
-                    journal_entry = f"s:{recipient.pk}:{message_id}"
+                    self.journal_entry = f"s:{recipient.pk}:{message_id}"
                     transient_in_a_row = 0
                 elif refusal.transient:
                     self._release([recipient.pk], error=f"{refusal.code} {refusal.reply}")
@@ -423,19 +472,31 @@ class SendBatch:
                 else:
                     self._refused(recipient, refusal)
                 if (
-                    monotonic() - last_flush >= settings.ENGINE_FLUSH_SECONDS
+                    monotonic() - self.last_flush >= settings.ENGINE_FLUSH_SECONDS
                     or len(self.sent) >= settings.ENGINE_FLUSH_ITEMS
                 ):
                     self._flush()
-                    last_flush = monotonic()
+                    self.last_flush = monotonic()
         finally:
             with contextlib.suppress(Exception):  # the connection is gone either way
                 connection.close()
-            # If the database fails here the error goes up, and the journal stays for the sweeper.
-            self._flush()
-            self._release(sorted(self.untouched))
-            journal_close(self.job.pk)
-        return dict(self.result)
+
+    def _failure(self, exc: ProviderError) -> None:
+        """A service-level SMTP error counts against the mailbox's own breaker, or the smtp one."""
+        if self.mailbox is not None:
+            mailbox_failure_record(mailbox_id=self.mailbox.pk, error=exc)
+        else:
+            failure_record("smtp", exc)
+
+    def _mailbox_paused(self) -> None:
+        """The mailbox is latched paused (its breaker, the deliverability guard): sweep its
+        campaigns again (idempotent: a pause interrupted before its cascade is finished here),
+        then stop like a queue pause."""
+        mailbox = self.mailbox
+        mailbox_pause(
+            mailbox_id=mailbox.pk, kind=mailbox.pause_kind or MailboxPauseKind.BREAKER, figure=mailbox.pause_figure
+        )
+        raise QueuePaused(f"Not sent: mailbox {mailbox.name} is paused.", service="smtp")
 
     def _control(self) -> None:
         if monotonic() > self.deadline and self.untouched:
@@ -448,20 +509,31 @@ class SendBatch:
             raise JobStopped(reason)
 
     def _commit_permit(self, entries: list[str]) -> None:
-        """Right before a message's end of DATA: the gate, the smtp breaker and the campaign's
-        rate limit, and the journal entry saying the commit begins, in one round trip. Refused,
-        the message is not committed (smtp_handover drops the connection without the end of DATA)."""
+        """Right before a message's end of DATA: the gate, the smtp breaker (or the mailbox's),
+        the campaign's rate limit, the mailbox's daily cap and minimum gap, and the journal entry
+        saying the commit begins, in one round trip. Refused, the message is not committed
+        (smtp_handover drops the connection without the end of DATA)."""
         self._permit(record=journal_record(self.job.pk, *entries))
 
     def _permit(self, *, rate_limited: bool = True, record=None) -> None:
+        buckets, caps, breaker = [self.bucket] if rate_limited else [], [], None
+        if self.mailbox is not None:
+            breaker = self.mailbox.breaker_name
+            if rate_limited:
+                buckets.append(self.gap_bucket)
+                caps.append(mailbox_daily_cap(self.mailbox))
         while True:
-            permit = call_permit("smtp", [self.bucket] if rate_limited else [], record=record)
+            permit = call_permit("smtp", buckets, record=record, caps=caps, breaker=breaker)
             if permit.granted:
                 return
             if permit.unrecorded:
                 raise JournalRefused(permit.refusal)
             if permit.unreachable:
                 raise JobDeferred(f"Not sent: {permit.refusal}.", delay=5)
+            if permit.capped:
+                raise MailboxCapped(f"{self.mailbox.name}: {permit.refusal}")
+            if permit.breaker_open and self.mailbox is not None:
+                self._mailbox_paused()
             if not permit.wait:
                 raise QueuePaused(f"Not sent: {permit.refusal}.", service="smtp")
             if permit.wait > MAX_RATE_WAIT_SECONDS:
@@ -496,12 +568,16 @@ class SendBatch:
             job_checkpoint(self.job, **self.result)
         self.sent = {}
         self.heartbeat.last = monotonic()
+        # More sends can take a figure over its minimum: the guard looks again (throttled).
+        deliverability_check_soon(campaign_id=self.campaign.pk, mailbox_id=self.mailbox.pk if self.mailbox else None)
 
-    def _release(self, ids: list[int], *, error: str = "") -> None:
+    def _release(self, ids: list[int], *, error: str = "", give_back: bool = False) -> None:
         if ids:
-            fields = {"claimed_at": None, "send_job_id": None}
+            fields: dict = {"claimed_at": None, "send_job_id": None}
             if error:
                 fields["last_error"] = error
+            if give_back:
+                fields["send_attempts"] = F("send_attempts") - 1
             # Only while this job still holds them: after a recovery took them back they may be
             # another job's now.
             services.recipients_transition(

@@ -26,6 +26,14 @@ def drain_opens() -> int:
 
 
 @shared_task
+def check_deliverability(campaign_id: str, mailbox_id: int | None = None) -> None:
+    """The trailing check of a burst of bounces or complaints (tracking/deliverability.py)."""
+    from .deliverability import deliverability_check
+
+    deliverability_check(campaign_id=campaign_id, mailbox_id=mailbox_id)
+
+
+@shared_task
 def publish_live() -> dict:
     """Every second: campaign.progress for each campaign whose facts changed, queue.state when the
     queue did (tracking/live.py)."""

@@ -107,7 +107,7 @@ def test_while_the_queue_is_paused_every_page_says_so_and_start_is_disabled_with
     live_server, page, staff, org, screenshot
 ):
     CampaignFactory(organization=org, name="Waiting draft")
-    system_paused = CampaignFactory(organization=org, name="Caught by the queue", status="paused", pause_reason="queue")
+    system_paused = CampaignFactory(organization=org, name="Caught by the queue", status="paused", pause_kind="queue")
     SandboxSetting.objects.update_or_create(service="apollo", defaults={"fail": True})
     admin_login(page, live_server)
 

@@ -131,6 +131,6 @@ def test_the_dashboard_polls_when_the_websocket_cannot_be_opened(asgi_server, pa
     admin_login(page, Server(asgi_server))
     page.goto(f"{asgi_server}/admin/live/")
     page.wait_for_selector("#live-connection[data-mode=polling]", timeout=10_000)
-    Campaign.objects.filter(pk=campaign.pk).update(status="paused", pause_reason="manual")
+    Campaign.objects.filter(pk=campaign.pk).update(status="paused", pause_kind="manual")
     page.wait_for_selector(f"#campaign-{campaign.pk}[data-status=paused]", timeout=10_000)
     screenshot(page, "polling")

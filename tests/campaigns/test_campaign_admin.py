@@ -79,7 +79,7 @@ def test_the_change_page_shows_the_history_to_the_second(admin_client_logged_in,
     ],
 )
 def test_the_page_shows_only_the_buttons_whose_action_is_allowed_now(admin_client_logged_in, org, status, buttons):
-    campaign = CampaignFactory(organization=org, status=status, pause_reason="manual" if status == "paused" else "")
+    campaign = CampaignFactory(organization=org, status=status, pause_kind="manual" if status == "paused" else "")
     html = change_page(admin_client_logged_in, campaign)
     shown = [name for name in CAMPAIGN_ACTIONS if f'name="campaign-{name}"' in html]
     assert shown == buttons
@@ -96,7 +96,7 @@ def test_a_button_the_queue_would_refuse_is_disabled_with_the_reason(admin_clien
 
 
 def test_resume_of_a_campaign_paused_by_a_breaker_is_disabled_with_the_reason(admin_client_logged_in, org):
-    campaign = CampaignFactory(organization=org, status="paused", pause_reason="breaker:apollo")
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="breaker", pause_service="apollo")
     html = change_page(admin_client_logged_in, campaign)
     assert 'name="campaign-resume" disabled' in html
     assert "campaign was paused by breaker:apollo; it resumes with the queue" in html
@@ -122,7 +122,7 @@ def test_the_pause_button_pauses_through_the_service(admin_client_logged_in, org
     response = act(admin_client_logged_in, campaign, "pause")
     assert response.status_code == 302
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "manual")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "manual")
     assert campaign.events.get(action="campaign.paused").actor == staff
 
 

@@ -274,7 +274,7 @@ def test_delete_is_refused_while_the_campaign_is_active(alice_client, org, statu
 
 
 def test_transitions_lists_the_allowed_actions_and_their_target_statuses(alice_client, org):
-    campaign = CampaignFactory(organization=org, status="paused", pause_reason="manual")
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="manual")
     response = alice_client.get(detail(campaign.pk, "transitions/"))
     assert response.data == {
         "status": "paused",
@@ -311,7 +311,7 @@ CASES = [
 
 @pytest.mark.parametrize(("status", "action", "legal"), CASES)
 def test_every_action_starts_only_from_its_own_source_statuses(alice_client, org, status, action, legal):
-    campaign = CampaignFactory(organization=org, status=status, pause_reason="manual" if status == "paused" else "")
+    campaign = CampaignFactory(organization=org, status=status, pause_kind="manual" if status == "paused" else "")
     response = alice_client.post(detail(campaign.pk, f"{action}/"))
     campaign.refresh_from_db()
     if legal:
@@ -381,13 +381,13 @@ def test_pause_records_a_manual_reason(alice_client, org):
     campaign = CampaignFactory(organization=org, status="running")
     alice_client.post(detail(campaign.pk, "pause/"), {"reason": "checking copy"}, format="json")
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "manual")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "manual")
     assert campaign.paused_at is not None
     assert campaign.events.get(action="campaign.paused").reason == "checking copy"
 
 
 def test_a_campaign_paused_by_the_system_does_not_resume_on_its_own(alice_client, org):
-    campaign = CampaignFactory(organization=org, status="paused", pause_reason="breaker:apollo")
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="breaker", pause_service="apollo")
     response = alice_client.post(detail(campaign.pk, "resume/"))
     assert response.status_code == 409
     assert "breaker:apollo" in response.data["detail"]
@@ -477,13 +477,13 @@ def test_a_campaign_paused_by_hand_keeps_its_jobs_through_a_queue_pause_and_resu
     from queue_control.services import queue_pause, queue_resume
     from tests.factories import JobFactory
 
-    campaign = CampaignFactory(organization=org, status="paused", pause_reason="manual")
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="manual")
     JobFactory.create_batch(3, campaign=campaign, status="pending")
     queue_pause(reason="maintenance")
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
     queue_resume(actor=None)
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "manual")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "manual")
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
 
     assert alice_client.post(detail(campaign.pk, "resume/")).status_code == 200

@@ -44,7 +44,7 @@ def test_the_queue_cascade_sets_paused_at_and_keeps_started_at(org):
 
 
 def test_a_first_start_sets_started_at(org, alice):
-    campaign = CampaignFactory(organization=org, status="paused", pause_reason="queue", started_at=None)
+    campaign = CampaignFactory(organization=org, status="paused", pause_kind="queue", started_at=None)
     queue_resume(actor=None)
     campaign.refresh_from_db()
     assert campaign.status == "running" and campaign.started_at is not None

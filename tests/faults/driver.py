@@ -94,7 +94,7 @@ def report(*ids: str) -> dict:
             "status": campaign.status,
             "status_message": campaign.status_message,
             "status_error": campaign.status_error,
-            "pause_reason": campaign.pause_reason,
+            "pause_reason": campaign.pause_cause,
             "leads": leads.count(),
             "by_email_status": dict(leads.values_list("email_status").annotate(n=Count("pk"))),
             "enriched": leads.filter(enriched_at__isnull=False).count(),

@@ -74,7 +74,8 @@ def test_a_transition_no_action_leads_to_is_refused_with_409_and_the_allowed_one
 
 
 def test_a_service_refusal_is_a_409_too(bob_client, running_campaign):
-    Campaign.objects.filter(pk=running_campaign.pk).update(status="paused", pause_reason="breaker:apollo")
+    paused = {"status": "paused", "pause_kind": "breaker", "pause_service": "apollo"}
+    Campaign.objects.filter(pk=running_campaign.pk).update(**paused)
     answer = bob_client.put(f"/api/v1/campaigns/{running_campaign.pk}/transition", {"target": "running"}, format="json")
     assert answer.status_code == 409
     assert "resumes with the queue" in answer.json()["detail"]

@@ -347,7 +347,7 @@ def test_running_out_of_credit_trips_the_breaker_and_leaves_the_job_paused(campa
     assert (job.status, job.attempts) == (JobStatus.PAUSED, 0)
     assert QueueState.objects.get(pk=1).state == "paused"
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "breaker:millionverifier")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "breaker:millionverifier")
 
 
 def test_a_breaker_opening_mid_run_pauses_and_the_run_finishes_after_reset_and_resume(
@@ -358,7 +358,7 @@ def test_a_breaker_opening_mid_run_pauses_and_the_run_finishes_after_reset_and_r
     services.campaign_start(campaign_id=campaign.pk, actor=alice)
     drain(campaign)
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason, campaign.phase) == ("paused", "breaker:openai", Phase.ENRICHMENT)
+    assert (campaign.status, campaign.pause_cause, campaign.phase) == ("paused", "breaker:openai", Phase.ENRICHMENT)
 
     settings.SANDBOX_FAIL = []
     breaker_reset(service="openai", actor=admin_user)

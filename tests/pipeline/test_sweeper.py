@@ -148,7 +148,7 @@ def test_nothing_is_woken_while_the_queue_is_paused(running, settings, woken):
 def test_a_paused_job_of_a_running_campaign_goes_back_to_pending(running, woken, kicked):
     """A worker paused it for a queue pause that an operator resumed in between."""
     job = verify_job(running, status=JobStatus.PAUSED)
-    paused_campaign = CampaignFactory(organization=running.organization, status="paused", pause_reason="queue")
+    paused_campaign = CampaignFactory(organization=running.organization, status="paused", pause_kind="queue")
     kept = JobFactory(campaign=paused_campaign, status=JobStatus.PAUSED)
 
     assert tasks.sweep()["unpaused"] == 1

@@ -98,13 +98,15 @@ def test_two_breakers_tripping_at_once_leave_one_consistent_paused_state(thresho
 
     latch = QueueState.get()
     assert latch.state == "paused"
-    assert latch.reason in ("breaker:apollo", "breaker:openai")
+    assert (latch.cause_kind, latch.cause_service) in (("breaker", "apollo"), ("breaker", "openai"))
     assert QueueEvent.objects.filter(kind="queue.paused").count() == 1
     assert sorted(QueueEvent.objects.filter(kind="breaker.opened").values_list("service", flat=True)) == [
         "apollo",
         "openai",
     ]
     # Every campaign paused once, all with the reason the latch kept; every job paused.
-    assert set(Campaign.objects.values_list("status", "pause_reason")) == {("paused", latch.reason)}
+    assert set(Campaign.objects.values_list("status", "pause_kind", "pause_service")) == {
+        ("paused", "breaker", latch.cause_service)
+    }
     assert CampaignEvent.objects.filter(action="campaign.paused").count() == len(campaigns)
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}

@@ -45,7 +45,7 @@ def kinds() -> list[str]:
 
 def test_status_is_accurate_in_normal_operation(platform_client, running_campaign_with_jobs, latch_mirror):
     running_campaign_with_jobs()
-    CampaignFactory(status="paused", pause_reason="manual")
+    CampaignFactory(status="paused", pause_kind="manual")
 
     response = platform_client.get(STATUS)
 
@@ -102,7 +102,7 @@ def test_status_during_a_breaker_trip(
     assert data["counts"]["running_campaigns"] == 0
 
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "breaker:apollo")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "breaker:apollo")
     assert campaign.paused_at is not None
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
     event = CampaignEvent.objects.get(campaign=campaign, action="campaign.paused")
@@ -160,7 +160,7 @@ def test_a_bad_input_error_does_not_wipe_out_earlier_failures(thresholds):
     fail_through_guard("openai", BadRequestError("openai", "prompt too long", 400))  # not a success either
     fail_through_guard("openai", ServerError("openai", "500"))
 
-    assert QueueState.get().reason == "breaker:openai"
+    assert QueueState.get().cause_display == "breaker:openai"
 
 
 def test_quota_exhaustion_trips_at_once_even_with_a_higher_threshold(
@@ -176,7 +176,7 @@ def test_quota_exhaustion_trips_at_once_even_with_a_higher_threshold(
     assert breaker(data, "openai")["failures"] == 1
     assert data["reason"] == "breaker:openai"
     campaign.refresh_from_db()
-    assert campaign.pause_reason == "breaker:openai"
+    assert campaign.pause_cause == "breaker:openai"
     opened = QueueEvent.objects.get(kind="breaker.opened")
     assert opened.details["trips_immediately"] is True
 
@@ -186,7 +186,7 @@ def test_connection_errors_without_provider_flags_count(thresholds):
     fail_through_guard("smtp", TimeoutError("timed out"))
     fail_through_guard("smtp", ConnectionRefusedError("refused"))
 
-    assert QueueState.get().reason == "breaker:smtp"
+    assert QueueState.get().cause_display == "breaker:smtp"
 
 
 def test_a_programming_error_does_not_count(thresholds):
@@ -204,7 +204,7 @@ def test_resume_with_every_breaker_closed(platform_client, running_campaign_with
     with commit():
         assert platform_client.post(PAUSE, {"reason": "deploying"}, format="json").status_code == 200
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "queue")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "queue")
     assert QueueState.get().reason == "deploying"
 
     with commit():
@@ -214,7 +214,7 @@ def test_resume_with_every_breaker_closed(platform_client, running_campaign_with
     assert response.data["state"] == "active"
     assert response.data["changed_by"] == "admin"
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("running", "")
+    assert (campaign.status, campaign.pause_cause) == ("running", "")
     assert set(Job.objects.values_list("status", flat=True)) == {"pending"}
     assert kicked == [str(campaign.pk)]
     assert latch_mirror() == "active"
@@ -238,9 +238,9 @@ def test_resume_is_refused_while_a_breaker_is_open_and_nothing_changes(
     assert response.data["detail"] == "Cannot resume: circuit breaker apollo is open"
     assert response.data["open_breakers"] == ["apollo"]
     latch = QueueState.get()
-    assert (latch.state, latch.reason) == ("paused", "breaker:apollo")
+    assert (latch.state, latch.cause_kind, latch.cause_service) == ("paused", "breaker", "apollo")
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_reason) == ("paused", "breaker:apollo")
+    assert (campaign.status, campaign.pause_cause) == ("paused", "breaker:apollo")
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
     assert kicked == []
     assert latch_mirror() == "paused"
@@ -279,9 +279,9 @@ def test_reset_of_an_unknown_service_is_404(platform_client):
 def test_resume_wakes_queue_breaker_and_job_pauses_but_not_manual_ones(platform_client, commit, kicked):
     running = CampaignFactory(status="running")
     running_job = JobFactory(campaign=running, status="pending")
-    by_job = CampaignFactory(status="paused", pause_reason="job")
+    by_job = CampaignFactory(status="paused", pause_kind="job")
     by_job_job = JobFactory(campaign=by_job, status="paused")
-    manual = CampaignFactory(status="paused", pause_reason="manual")
+    manual = CampaignFactory(status="paused", pause_kind="manual")
     manual_job = JobFactory(campaign=manual, status="paused")
     done = CampaignFactory(status="completed")
     done_job = JobFactory(campaign=done, status="completed")
@@ -298,7 +298,7 @@ def test_resume_wakes_queue_breaker_and_job_pauses_but_not_manual_ones(platform_
     assert (state(running), state(running_job)) == ("running", "pending")
     assert (state(by_job), state(by_job_job)) == ("running", "pending")
     assert (state(manual), state(manual_job)) == ("paused", "paused")
-    assert manual.pause_reason == "manual"
+    assert manual.pause_cause == "manual"
     assert (state(done), state(done_job)) == ("completed", "completed")
     assert sorted(kicked) == sorted([str(running.pk), str(by_job.pk)])
 
@@ -329,7 +329,7 @@ def test_several_breakers_fail_and_are_recovered_one_by_one(platform_client, run
     campaign, _ = running_campaign_with_jobs()
     for service in ("apollo", "openai", "smtp"):
         breaker_trip(service=service, error=f"{service} down")
-    assert QueueState.get().reason == "breaker:apollo"  # the first one to trip names the pause
+    assert QueueState.get().cause_display == "breaker:apollo"  # the first one to trip names the pause
     assert kinds() == ["breaker.opened", "queue.paused", "breaker.opened", "breaker.opened"]
     refused = platform_client.post(RESUME)
     assert refused.status_code == 409
@@ -359,22 +359,22 @@ def test_several_breakers_fail_and_are_recovered_one_by_one(platform_client, run
 
 def test_a_second_pause_keeps_the_first_reason_and_writes_no_second_event(running_campaign_with_jobs):
     campaign, _ = running_campaign_with_jobs()
-    queue_pause(reason="breaker:apollo")
-    queue_pause(reason="breaker:openai")
+    queue_pause(service="apollo")
+    queue_pause(service="openai")
 
-    assert QueueState.get().reason == "breaker:apollo"
+    assert QueueState.get().cause_display == "breaker:apollo"
     assert kinds() == ["queue.paused"]
     assert CampaignEvent.objects.filter(campaign=campaign, action="campaign.paused").count() == 1
 
 
 def test_a_repeated_pause_still_sweeps_what_started_running_since(running_campaign_with_jobs):
-    queue_pause(reason="breaker:apollo")
+    queue_pause(service="apollo")
     straggler, jobs = running_campaign_with_jobs()  # slipped in between (e.g. a start racing the pause)
 
-    queue_pause(reason="breaker:openai")
+    queue_pause(service="openai")
 
     straggler.refresh_from_db()
-    assert (straggler.status, straggler.pause_reason) == ("paused", "breaker:apollo")
+    assert (straggler.status, straggler.pause_cause) == ("paused", "breaker:apollo")
     assert set(Job.objects.filter(campaign=straggler).values_list("status", flat=True)) == {"paused"}
 
 
@@ -466,7 +466,7 @@ def test_an_open_breaker_with_an_active_queue_pauses_it_on_the_next_call(redis_c
         guarded_call("openai", called.append, 1)
 
     assert called == []
-    assert (QueueState.get().state, QueueState.get().reason) == ("paused", "breaker:openai")
+    assert (QueueState.get().state, QueueState.get().cause_display) == ("paused", "breaker:openai")
 
 
 # --- cost of the cascade ------------------------------------------------------------------------
@@ -481,7 +481,7 @@ def test_the_cascade_issues_the_same_statements_for_10_and_100_campaigns(commit)
             campaign = CampaignFactory(status="running")
             JobFactory.create_batch(3, campaign=campaign, status="pending")
         with CaptureQueriesContext(connection) as paused:
-            queue_pause(reason="breaker:apollo")
+            queue_pause(service="apollo")
         assert Campaign.objects.filter(status="running").count() == 0
         breaker_reset(service="apollo", actor=None)
         with CaptureQueriesContext(connection) as resumed:

@@ -288,6 +288,28 @@ def test_the_beat_task_polls_every_configured_account(dovecot, erin, settings):
 
 
 @pytest.mark.django_db
+def test_a_sender_mailbox_with_imap_credentials_is_read_as_its_organizations_account(dovecot, erin, other_org):
+    from campaigns.mailboxes import mailbox_create
+
+    fields = {"from_email": "alice@acme.example", "smtp_host": "127.0.0.1", "smtp_port": 2525}
+    imap_fields = {"imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": "alice", "imap_ssl": False}
+    mine = mailbox_create(organization=erin.campaign.organization, name="Alice", imap_password=PASSWORD, **fields,
+                          **imap_fields)  # fmt: skip
+    mailbox_create(organization=other_org, name="No IMAP", **fields)  # no IMAP credentials: not read
+    dovecot.append(mail(message_id="<r1@example.org>", In_Reply_To=SENT_ID))
+
+    (account,) = imap.accounts_from_mailboxes()
+    assert (account.key, account.organization_id, account.password) == (
+        f"mailbox:{mine.pk}",
+        erin.campaign.organization_id,
+        PASSWORD,  # decrypted for the login only
+    )
+    summary = tasks.poll_imap()
+    assert {r["account"]: r.get("reply") for r in summary["results"]} == {f"mailbox:{mine.pk}": 1}
+    assert EmailEvent.objects.filter(recipient=erin, type=EventType.REPLY).exists()
+
+
+@pytest.mark.django_db
 def test_the_migration_creates_the_beat_row_once_on_the_housekeeping_queue():
     migration = importlib.import_module("tracking.migrations.0008_imap_poll_periodic_task")
     PeriodicTask.objects.filter(name=migration.NAME).delete()
@@ -371,6 +393,7 @@ def test_imap_watch_polls_a_server_that_offers_no_idle(dovecot_without_idle, eri
 # --- accounts --------------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the sender mailboxes are a source too
 def test_imap_accounts_come_from_the_setting_as_dataclasses(settings):
     settings.IMAP_ACCOUNTS = imap_accounts_parse(
         '[{"key": "a", "host": "imap.example.org", "username": "u", "password": "s3cr3t-pw"}]'

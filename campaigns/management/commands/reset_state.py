@@ -77,7 +77,8 @@ class Command(BaseCommand):
         models = [
             model
             for label in APP_LABELS
-            for model in apps.get_app_config(label).get_models()
+            # With the many-to-many tables (a mailbox's campaigns), which point at both sides.
+            for model in apps.get_app_config(label).get_models(include_auto_created=True)
             if all or model._meta.label_lower not in KEPT_MODELS
         ]
         if all:

@@ -124,7 +124,7 @@ class Command(BaseCommand):
                     "name": c.name,
                     "status": c.status,
                     "phase": c.phase,
-                    "pause_reason": c.pause_reason,
+                    "pause_reason": c.pause_cause,
                     "status_error": c.status_error,
                     "leads": c.leads_total,
                     "jobs": c.jobs_total,

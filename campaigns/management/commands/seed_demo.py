@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from campaigns.models import Campaign, Membership, Organization
+from campaigns.mailboxes import mailbox_create
+from campaigns.models import Campaign, Mailbox, Membership, Organization
 from campaigns.services import campaign_create
 
 DEMO_CAMPAIGNS = [
@@ -64,8 +65,39 @@ class Command(BaseCommand):
                     ),
                 )
                 created += 1
+        mailboxes = self.sandbox_mailboxes(org)
         return (
             f"Demo organization '{org.slug}' with {created} new campaign(s).\n"
+            f"Sandbox mailboxes of '{DEMO_CAMPAIGNS[0][0]}': {mailboxes}\n"
             f"Admin user: {username}  password: {password or '(unchanged)'}\n"
             f"API token: {token.key}"
         )
+
+    def sandbox_mailboxes(self, org: Organization) -> str:
+        """Two sender mailboxes for the first demo campaign, pointing at the embedded SMTP sink
+        `make run` starts (SMTP_SINK_PORT), with small daily caps and a ramp-up to show them."""
+        port = int(os.environ.get("SMTP_SINK_PORT") or 2525)
+        campaign = Campaign.objects.alive().filter(organization=org, name=DEMO_CAMPAIGNS[0][0]).first()
+        names = []
+        for number, (name, cap) in enumerate([("sandbox-1", 40), ("sandbox-2", 25)], start=1):
+            mailbox = Mailbox.objects.filter(organization=org, name=name).first()
+            if mailbox is None:
+                mailbox = mailbox_create(
+                    organization=org,
+                    name=name,
+                    from_email=f"sandbox{number}@demo.example",
+                    from_name=f"Demo Sender {number}",
+                    smtp_host="127.0.0.1",
+                    smtp_port=port,
+                    smtp_security=Mailbox.SmtpSecurity.NONE,
+                    daily_cap=cap,
+                    ramp_start_cap=10,
+                    ramp_daily_increase=10,
+                    campaigns=[campaign] if campaign else [],
+                )
+            elif mailbox.smtp_port != port:  # the sink's port of this checkout
+                Mailbox.objects.filter(pk=mailbox.pk).update(smtp_port=port)
+            if campaign is not None:
+                mailbox.campaigns.add(campaign)
+            names.append(f"{name} (127.0.0.1:{port})")
+        return ", ".join(names)

@@ -1,0 +1,273 @@
+"""Sender mailboxes end to end: each mailbox has its own real SMTP server (an aiosmtpd sink on its
+own port, requiring the mailbox's login), recipients are spread over them at launch, and the
+caps, the ramp-up, the minimum gap and each mailbox's own breaker hold."""
+
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.jobs import JobDeferred
+from campaigns.mailboxes import mailbox_breaker_reset, mailbox_create, mailbox_resume
+from campaigns.models import Campaign, Mailbox
+from campaigns.secrets import secret_decrypt
+from campaigns.services import campaign_resume
+from campaigns_project.errors import ApplicationError
+from queue_control.breakers import mailbox_breaker
+from queue_control.models import QueueEvent, QueueState
+from queue_control.selectors import breaker_state
+from tests.factories import CampaignFactory, LeadFactory
+from tests.tracking.conftest import Sink, SinkHandler, free_port
+from tests.tracking.test_sending import launch, run
+from tracking.models import Recipient
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture
+def mailbox_sinks():
+    """Start SMTP servers that require a login: `start(username, password)` -> Sink."""
+    controllers = []
+
+    def start(username: str, password: str) -> Sink:
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == username and auth_data.password.decode() == password
+            return AuthResult(success=ok)
+
+        handler, port = SinkHandler(), free_port()
+        controller = Controller(
+            handler,
+            hostname="127.0.0.1",
+            port=port,
+            authenticator=authenticator,
+            auth_require_tls=False,
+            auth_required=True,
+        )
+        controller.start()
+        controllers.append(controller)
+        return Sink(handler, port)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def a_mailbox(campaign: Campaign, name: str, port: int, **fields) -> Mailbox:
+    return mailbox_create(
+        organization=campaign.organization,
+        name=name,
+        from_email=f"{name}@acme.example",
+        from_name=f"{name.capitalize()} at Acme",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security=Mailbox.SmtpSecurity.NONE,
+        smtp_username=name,
+        smtp_password=f"{name}-secret",
+        campaigns=[campaign],
+        **{"daily_cap": 1000, **fields},
+    )
+
+
+def leads(campaign, count: int, prefix: str = "person") -> None:
+    for i in range(count):
+        LeadFactory(campaign=campaign, email=f"{prefix}{i}@example.org", first_name=f"P{i}", email_status="valid")
+
+
+def run_all(campaign) -> None:
+    for job in launch(campaign):
+        run(job)
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def test_a_mailbox_password_is_stored_encrypted_and_decrypts_for_the_login(campaign):
+    mailbox = a_mailbox(campaign, "anna", 2525)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT smtp_password_encrypted FROM campaigns_mailbox WHERE id = %s", [mailbox.pk])
+        [stored] = cursor.fetchone()
+    assert "anna-secret" not in stored and stored.startswith("gAAAAA")  # a Fernet token
+    assert secret_decrypt(stored) == "anna-secret"
+
+
+# --- rotation ---------------------------------------------------------------------------------
+
+
+def test_recipients_are_spread_over_the_mailboxes_and_each_sends_through_its_own_server(campaign, mailbox_sinks):
+    anna_sink, ben_sink = mailbox_sinks("anna", "anna-secret"), mailbox_sinks("ben", "ben-secret")
+    anna = a_mailbox(campaign, "anna", anna_sink.port)
+    ben = a_mailbox(campaign, "ben", ben_sink.port)
+    leads(campaign, 6)
+
+    run_all(campaign)
+
+    by_mailbox = {
+        mailbox: set(Recipient.objects.filter(mailbox=mailbox).values_list("email", flat=True))
+        for mailbox in (anna, ben)
+    }
+    assert len(by_mailbox[anna]) == len(by_mailbox[ben]) == 3
+    assert {a for m in anna_sink.messages for a in m["to"]} == by_mailbox[anna]
+    assert {a for m in ben_sink.messages for a in m["to"]} == by_mailbox[ben]
+    assert {m["message"]["From"] for m in anna_sink.messages} == {"Anna at Acme <anna@acme.example>"}
+    assert {m["message"]["From"] for m in ben_sink.messages} == {"Ben at Acme <ben@acme.example>"}
+    assert set(Recipient.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_recipient_keeps_its_mailbox_when_recipients_are_assigned_again(campaign, mailbox_sinks):
+    a_mailbox(campaign, "anna", 2525)
+    leads(campaign, 4)
+    launch(campaign)
+    before = dict(Recipient.objects.values_list("pk", "mailbox_id"))
+    a_mailbox(campaign, "ben", 2526)  # a second mailbox arrives later
+    launch(campaign)  # the launcher runs again (a follow-up phase, a relaunch)
+    assert dict(Recipient.objects.values_list("pk", "mailbox_id")) == before
+
+
+def test_a_campaign_without_mailboxes_sends_as_before(campaign, smtp_sink):
+    leads(campaign, 2)
+    run_all(campaign)
+    assert Recipient.objects.filter(mailbox__isnull=True, status="sent").count() == 2
+    assert {m["message"]["From"] for m in smtp_sink.messages} == {"Alice at Acme <alice@acme.example>"}
+
+
+def test_inactive_mailboxes_get_no_recipients(campaign, mailbox_sinks):
+    sink = mailbox_sinks("anna", "anna-secret")
+    anna = a_mailbox(campaign, "anna", sink.port)
+    a_mailbox(campaign, "ben", 2526, active=False)
+    leads(campaign, 3)
+    run_all(campaign)
+    assert set(Recipient.objects.values_list("mailbox_id", flat=True)) == {anna.pk}
+    assert len(sink.messages) == 3
+
+
+# --- caps, ramp-up, gap -------------------------------------------------------------------------
+
+
+def test_the_daily_cap_holds_across_batches_and_the_rest_waits_without_using_attempts(campaign, mailbox_sinks):
+    sink = mailbox_sinks("anna", "anna-secret")
+    a_mailbox(campaign, "anna", sink.port, daily_cap=2)
+    leads(campaign, 3)
+    [job] = launch(campaign)
+
+    with pytest.raises(JobDeferred, match="daily cap reached") as deferred:
+        run(job)
+    assert 0 < deferred.value.delay <= 300
+    assert len(sink.messages) == 2
+    waiting = Recipient.objects.get(status="pending")
+    assert waiting.send_attempts == 0  # its claim's attempt was given back
+
+    # Another batch (another worker): the cap is counted in Redis, so it sends nothing today.
+    with pytest.raises(JobDeferred):
+        run(job)
+    assert len(sink.messages) == 2
+
+
+def test_the_ramp_up_raises_the_cap_day_by_day_up_to_the_daily_cap(campaign):
+    today = timezone.now().date()
+    mailbox = a_mailbox(
+        campaign, "anna", 2525, daily_cap=40, ramp_start_cap=5, ramp_daily_increase=10, ramp_started_on=today
+    )
+    assert [mailbox.cap_on(today + timedelta(days=d)) for d in (0, 1, 2, 3, 4, 30)] == [5, 15, 25, 35, 40, 40]
+    assert mailbox.cap_on(today - timedelta(days=3)) == 5  # before the ramp started: its first figure
+
+
+def test_a_new_mailbox_on_its_first_ramp_day_sends_only_its_first_figure(campaign, mailbox_sinks):
+    sink = mailbox_sinks("anna", "anna-secret")
+    a_mailbox(campaign, "anna", sink.port, daily_cap=50, ramp_start_cap=1, ramp_daily_increase=5)
+    leads(campaign, 3)
+    [job] = launch(campaign)
+    with pytest.raises(JobDeferred):
+        run(job)
+    assert len(sink.messages) == 1
+
+
+def test_the_minimum_gap_holds_between_two_sends_of_a_mailbox(campaign, mailbox_sinks):
+    sink = mailbox_sinks("anna", "anna-secret")
+    a_mailbox(campaign, "anna", sink.port, min_gap_seconds=60)
+    leads(campaign, 2)
+    [job] = launch(campaign)
+    with pytest.raises(JobDeferred) as deferred:
+        run(job)
+    assert len(sink.messages) == 1
+    assert 55 < deferred.value.delay <= 60
+
+
+def test_a_ramp_up_that_starts_above_the_cap_is_refused_naming_the_field(campaign):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        a_mailbox(campaign, "anna", 2525, daily_cap=10, ramp_start_cap=20, ramp_daily_increase=1)
+    assert "ramp_start_cap" in refused.value.message_dict
+    assert not Mailbox.objects.exists()
+
+
+# --- one breaker per mailbox -----------------------------------------------------------------
+
+
+@pytest.fixture
+def one_failure_opens(settings):
+    settings.BREAKERS = {**settings.BREAKERS, "smtp": {"threshold": 1, "window": 60}}
+
+
+def test_a_broken_mailbox_pauses_only_the_campaigns_that_use_it(campaign, org, mailbox_sinks, one_failure_opens):
+    sink = mailbox_sinks("anna", "anna-secret")
+    broken = a_mailbox(campaign, "ben", free_port())  # nothing listens there: connection refused
+    a_mailbox(campaign, "anna", sink.port)
+    bystander = CampaignFactory(organization=org, status="running", phase="outreach", channel="smtp")
+    Mailbox.objects.get(name="anna").campaigns.add(bystander)
+    leads(campaign, 4)
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 (the connection error, re-raised to the runner)
+        run_all(campaign)
+
+    assert breaker_state(mailbox_breaker(broken.pk)) == "open"
+    broken.refresh_from_db()
+    assert broken.pause_kind == "breaker" and "ConnectionError" in broken.pause_figure
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.pause_kind, campaign.pause_mailbox_id) == ("paused", "breaker", broken.pk)
+    assert campaign.pause_cause == f"breaker:mailbox.{broken.pk}"
+    bystander.refresh_from_db()
+    assert bystander.status == "running"  # it does not use the broken mailbox
+    assert QueueState.get().is_active  # nor is the queue paused
+    assert breaker_state("smtp") == "closed"
+
+
+def test_a_mailbox_resumes_only_by_hand_and_never_while_its_breaker_is_open(
+    campaign, alice, mailbox_sinks, one_failure_opens
+):
+    broken = a_mailbox(campaign, "ben", free_port())
+    leads(campaign, 2)
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        run_all(campaign)
+
+    with pytest.raises(ApplicationError, match="breaker .* is open"):
+        mailbox_resume(mailbox_id=broken.pk, actor=alice)
+    with pytest.raises(ApplicationError, match="its mailbox's resume"):
+        campaign_resume(campaign_id=campaign.pk, actor=alice)
+    assert QueueEvent.objects.filter(kind="mailbox.resume_refused", service=mailbox_breaker(broken.pk)).exists()
+
+    mailbox_breaker_reset(mailbox_id=broken.pk, actor=alice)
+    campaign.refresh_from_db()
+    assert campaign.status == "paused"  # a reset resumes nothing
+
+    mailbox_resume(mailbox_id=broken.pk, actor=alice)
+    campaign.refresh_from_db()
+    broken.refresh_from_db()
+    assert (campaign.status, campaign.pause_kind, broken.pause_kind) == ("running", "", "")
+    assert campaign.events.filter(action="campaign.running", reason=f"mailbox {broken.name} resumed").exists()
+
+
+def test_the_queue_resume_does_not_wake_a_campaign_its_mailbox_paused(campaign, staff, one_failure_opens):
+    from queue_control.services import queue_pause, queue_resume
+
+    broken = a_mailbox(campaign, "ben", free_port())
+    leads(campaign, 1)
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        run_all(campaign)
+    queue_pause(reason="maintenance", actor=staff)
+    queue_resume(actor=staff)
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.pause_mailbox_id) == ("paused", broken.pk)
