@@ -34,6 +34,7 @@ from campaigns_project.redis import get_redis, rkey
 from .counters import COUNTED_STATUSES, COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient, Suppression
 from .receivers import email_events_emit, email_events_wanted
+from .sequences import sequence_on_click, sequence_on_event, sequence_sent_record
 from .states import (
     EVENT_EFFECTS,
     RECIPIENT_DELETABLE_STATUSES,
@@ -113,11 +114,14 @@ def send_jobs_create(*, campaign_id, recipient_count: int, new_recipients: bool 
     return count
 
 
-def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]]) -> int:
+def recipients_mark_sent(
+    *, campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]], variants: dict[int, str] | None = None
+) -> int:
     """Recipients the mail server accepted (id → Message-ID and time) for send job `job_id`, in one
     UPDATE, counted into the stats and the outreach phase in the same transaction. Only from
     `sending` under that job: a recipient marked twice (a journal replayed after a flush) counts
-    once."""
+    once. The sequence records each step sent (and its A/B `variants`) and schedules the next;
+    a follow-up step is not counted again as a recipient sent."""
     if not sent:
         return 0
     with transaction.atomic():
@@ -133,8 +137,11 @@ def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str,
                 last_error="",
             )
         if moved:
-            counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved})
-            phase_items_add(campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved, passed=moved)
+            followups = sequence_sent_record(campaign_id=campaign_id, job_id=job_id, ids=list(sent), variants=variants)
+            counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved - followups})
+            phase_items_add(
+                campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved - followups, passed=moved - followups
+            )
             email_events_emit(
                 type="sent",
                 campaign_id=campaign_id,
@@ -400,6 +407,7 @@ def event_record(
                 "email", "campaign__organization_id"
             )[0]
             suppression_add(organization_id=organization_id, email=email, reason=reason)
+        sequence_on_event(type=type, recipient_id=row["id"], campaign_id=row["campaign_id"])  # the stop rules
         email_events_emit(
             type=type,
             campaign_id=row["campaign_id"],
@@ -494,6 +502,8 @@ def event_record_seen(
         row = cursor.fetchone()
     if row is None:
         return False
+    if type == EventType.CLICK:
+        sequence_on_click(recipient_id=row[0], campaign_id=row[1])
     email_events_emit(
         type=type,
         campaign_id=row[1],
