@@ -3,7 +3,7 @@ campaign router's detail routes. A trailing slash is optional, as on the campaig
 
 from django.urls import re_path
 
-from . import api, api_live
+from . import api, api_live, api_sequences
 from .states import EventType
 
 urlpatterns = [
@@ -30,4 +30,6 @@ urlpatterns = [
     re_path(r"^webhooks/instantly/?$", api.InstantlyWebhookView.as_view(), name="webhook-instantly"),
     # Live operations: progress for clients that poll, outgoing webhook endpoints (tracking/api_live.py).
     *api_live.urlpatterns,
+    # A campaign's sequence: steps, variants, window and stop rules, timelines (tracking/api_sequences.py).
+    *api_sequences.urlpatterns,
 ]

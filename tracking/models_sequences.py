@@ -5,8 +5,11 @@ Step 1 is the campaign's own subject and body, so a campaign with no SequenceSte
 message as before. The unique (recipient, step) of StepSend makes "no step is sent twice to one
 recipient" a fact the database holds, on top of the send claim (tracking/sending.py)."""
 
-from datetime import time
+from datetime import date, time
+from functools import lru_cache
+from zoneinfo import available_timezones
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -51,6 +54,14 @@ class SequenceStep(models.Model):
     def __str__(self) -> str:
         return f"step {self.number}"
 
+    def clean(self) -> None:
+        # Checked when saved, as the campaign's own templates are (campaigns/templating.py).
+        from campaigns.templating import campaign_templates_check
+
+        campaign_templates_check(subject_template=self.subject_template, body_template=self.body_template)
+        if not self.subject_template.strip() and not self.same_thread:
+            raise ValidationError({"subject_template": ["Required unless the step replies in the same thread."]})
+
 
 class StepVariant(models.Model):
     """An A/B variant of step `step` (1 is the campaign's message). A blank subject keeps the
@@ -73,6 +84,11 @@ class StepVariant(models.Model):
 
     def __str__(self) -> str:
         return f"step {self.step} variant {self.label}"
+
+    def clean(self) -> None:
+        from campaigns.templating import campaign_templates_check
+
+        campaign_templates_check(subject_template=self.subject_template, body_template=self.body_template)
 
 
 def _weekdays() -> list[int]:
@@ -104,6 +120,36 @@ class SequenceSettings(models.Model):
 
     def __str__(self) -> str:
         return f"sequence settings of {self.campaign_id}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.timezone not in _zones():
+            errors["timezone"] = [f"Unknown time zone {self.timezone!r} (an IANA name such as Europe/Berlin)."]
+        days = self.days
+        if not isinstance(days, list) or not days or any(type(d) is not int or not 0 <= d <= 6 for d in days):
+            errors["days"] = ["A non-empty list of days of the week, 0 (Monday) to 6 (Sunday)."]
+        holidays = self.holidays
+        if not isinstance(holidays, list) or not all(_is_date(day) for day in holidays):
+            errors["holidays"] = ["A list of dates written YYYY-MM-DD."]
+        if self.start_time is not None and self.end_time is not None and self.start_time >= self.end_time:
+            errors["end_time"] = ["Must be after start_time (a window within one day)."]
+        if errors:
+            raise ValidationError(errors)
+
+
+@lru_cache(maxsize=1)
+def _zones() -> set[str]:
+    return available_timezones() | {"UTC"}
+
+
+def _is_date(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
 
 
 class StepSend(models.Model):
