@@ -11,6 +11,7 @@ from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from . import selectors, services
 from .admin_panels import campaign_stats_panel
+from .admin_sequences import recipient_timeline_html
 from .models import EmailEvent, Link, Recipient, Suppression
 from .states import RecipientStatus
 
@@ -36,14 +37,28 @@ class StuckInSendingFilter(admin.SimpleListFilter):
 
 @admin.register(Recipient)
 class RecipientAdmin(admin.ModelAdmin):
-    list_display = ["email_short", "campaign_name", "status", "claimed_at", "sent_at", "first_human_open", "error"]
+    list_display = [
+        "email_short",
+        "campaign_name",
+        "status",
+        "sequence_step",
+        "stop_reason",
+        "claimed_at",
+        "sent_at",
+        "first_human_open",
+        "error",
+    ]
     list_filter = ["status", StuckInSendingFilter, CampaignFilter]
     list_select_related = ["campaign"]
     search_fields = ["email", "message_id"]
     raw_id_fields = ["campaign", "lead"]
     show_full_result_count = False
-    readonly_fields = [f.name for f in Recipient._meta.fields]
+    readonly_fields = [f.name for f in Recipient._meta.fields] + ["timeline"]
     actions = ["release_to_pending", "mark_delivered", "mark_failed"]
+
+    @admin.display(description="timeline (steps sent, events, stop)")
+    def timeline(self, recipient: Recipient):
+        return recipient_timeline_html(recipient)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # recipients come from the launcher or the API, which dedupe and suppress
