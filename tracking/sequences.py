@@ -205,9 +205,13 @@ def thread_of(*, recipient_ids: list[int]) -> dict[int, list[tuple[int, str, str
 
 def sequence_sent_record(*, campaign_id, job_id: int, ids: list[int], variants: dict[int, str] | None = None) -> int:
     """Inside recipients_mark_sent's transaction, for the recipients it just marked sent: one
-    StepSend each (the unique (recipient, step) refuses a second one), and the due time of the
-    next step for those that have one and did not stop. Returns how many of them were follow-ups
-    (step 2 or later), which the "recipients sent" figures do not count again."""
+    StepSend each, and the due time of the next step for those that have one and did not stop.
+    Returns how many were follow-ups (step 2 or later), which the "recipients sent" figures do
+    not count again.
+
+    The StepSend rows inserted are the facts counted: the claim takes only a recipient whose
+    current step has no row, so a row inserted here is a step newly sent, and one that exists
+    (a journal replayed after a flush) is refused by the unique (recipient, step), counted never."""
     if not ids:
         return 0
     now = clock.now()
@@ -216,27 +220,17 @@ def sequence_sent_record(*, campaign_id, job_id: int, ids: list[int], variants: 
             "pk", "sequence_step", "message_id", "sent_at"
         )
     )
-    plan = None
+    if not rows:
+        return 0
     labels = dict(variants or {})
     if variants is None and StepVariant.objects.filter(campaign_id=campaign_id).exists():
         plan = sequence_plan(campaign=Campaign.objects.get(pk=campaign_id))  # a recovery: no labels kept
         labels = {pk: getattr(plan.variant_for(pk, step), "label", "") for pk, step, _, _ in rows}
-    StepSend.objects.bulk_create(
-        [
-            StepSend(
-                recipient_id=pk,
-                campaign_id=campaign_id,
-                step=step,
-                variant=labels.get(pk, ""),
-                message_id=message_id,
-                sent_at=sent_at or now,
-            )
-            for pk, step, message_id, sent_at in rows
-        ],
-        ignore_conflicts=True,
+    inserted = _step_sends_insert(
+        campaign_id, [(pk, step, labels.get(pk, ""), mid, at or now) for pk, step, mid, at in rows]
     )
     by_step: dict[int, list[int]] = {}
-    for pk, step, _, _ in rows:
+    for pk, step in inserted:
         by_step.setdefault(step, []).append(pk)
     counters_add(campaign_id=campaign_id, metrics={f"step.{step}.sent": len(pks) for step, pks in by_step.items()})
     later = SequenceStep.objects.filter(campaign_id=campaign_id, number__in=[k + 1 for k in by_step])
@@ -248,6 +242,28 @@ def sequence_sent_record(*, campaign_id, job_id: int, ids: list[int], variants: 
                 due = step_due(step=steps[step + 1], after=now, rules=rules)
                 Recipient.objects.filter(pk__in=pks, stopped_at__isnull=True).update(next_send_at=due)
     return sum(len(pks) for step, pks in by_step.items() if step > 1)
+
+
+def _step_sends_insert(campaign_id, rows: list[tuple]) -> list[tuple[int, int]]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the (recipient, step) rows actually inserted.
+    Raw SQL because bulk_create with ignore_conflicts does not say which rows it inserted."""
+    table = connection.ops.quote_name(StepSend._meta.db_table)
+    campaign = StepSend._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, connection)
+    sent_at = StepSend._meta.get_field("sent_at")
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    params = [
+        value
+        for pk, step, variant, message_id, at in rows
+        for value in (pk, campaign, step, variant, message_id, sent_at.get_db_prep_value(at, connection))
+    ]
+    # Only the model's table name and placeholders are formatted in; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} (recipient_id, campaign_id, step, variant, message_id, sent_at) "  # noqa: S608
+        f"VALUES {values} ON CONFLICT (recipient_id, step) DO NOTHING RETURNING recipient_id, step"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(pk, step) for pk, step in cursor.fetchall()]
 
 
 def sequence_arm_due(*, campaign: Campaign) -> int:

@@ -12,7 +12,7 @@ from campaigns.registry import JOB_HANDLERS, OUTREACH_LAUNCHERS, OUTREACH_SETTLE
 from tests.factories import CampaignFactory, LeadFactory
 from tests.tracking.conftest import parts
 from tracking import clock
-from tracking.counters import counters_read
+from tracking.counters import counters_add, counters_read
 from tracking.models import Recipient, SequenceSettings, SequenceStep, StepSend, StepVariant
 from tracking.sequence_stats import recipient_timeline, two_proportion_z, variant_stats
 from tracking.sequences import sequence_pick_winners, step_due, window_next_open
@@ -389,3 +389,25 @@ def test_the_timeline_tells_each_step_each_event_and_why_it_stopped(campaign, ve
     ]
     assert timeline["stop_reason"] == "replied" and timeline["next_send_at"] is None
     assert timeline["steps_total"] == 3
+
+
+def test_a_journal_replayed_after_a_flush_records_and_counts_each_follow_up_once(campaign, verified_leads, smtp_sink):
+    from tracking.services import recipients_mark_sent
+
+    steps(campaign, 2)
+    launch(campaign)
+    _second_step(campaign)
+    flushed, unflushed = (Recipient.objects.get(email=f"person{i}@example.org") for i in (0, 1))
+    # person1's acceptance was journaled but its worker died before the flush:
+    Recipient.objects.filter(pk=unflushed.pk).update(status="sending", send_job_id=flushed.send_job_id)
+    StepSend.objects.filter(recipient=unflushed, step=2).delete()
+    counters_add(campaign_id=campaign.pk, metrics={"step.2.sent": -1})
+    before = counters_read(campaign_id=campaign.pk)
+
+    replay = {r.pk: (r.message_id, clock.now()) for r in (flushed, unflushed)}
+    assert recipients_mark_sent(campaign_id=campaign.pk, job_id=flushed.send_job_id, sent=replay) == 1
+
+    after = counters_read(campaign_id=campaign.pk)
+    assert after["recipients.sent"] == before["recipients.sent"] == 3  # a follow-up is no new recipient
+    assert after["step.2.sent"] == before["step.2.sent"] + 1 == 3
+    assert StepSend.objects.filter(step=2).count() == 3
