@@ -2,6 +2,7 @@
 same services as the API (validated, recorded in the campaign's history); a sequence panel on the
 campaign page (steps and per-variant figures); a recipient's timeline on its page."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -10,6 +11,7 @@ from django.utils.safestring import SafeString
 
 from campaigns.admin import CAMPAIGN_PANELS
 from campaigns.models import Campaign
+from campaigns_project.errors import ApplicationError
 
 from . import sequence_services
 from .models import Recipient
@@ -17,9 +19,23 @@ from .models_sequences import SequenceSettings, SequenceStep, StepVariant
 from .sequence_stats import recipient_timeline, variant_stats
 
 
+class _EditableCampaignForm(forms.ModelForm):
+    """Refuses, in the form (so the page says why and nothing is written), a campaign whose
+    sequence cannot be edited now."""
+
+    def clean(self):
+        data = super().clean()
+        campaign = data.get("campaign") or getattr(self.instance, "campaign", None)
+        refusal = sequence_services.sequence_edit_refusal(campaign)
+        if refusal:
+            raise ValidationError(refusal)
+        return data
+
+
 class _ThroughServices(admin.ModelAdmin):
     """Saves and deletes call the sequence services, so the admin writes what the API writes."""
 
+    form = _EditableCampaignForm
     raw_id_fields = ["campaign"]
     list_select_related = ["campaign"]
 
@@ -27,8 +43,18 @@ class _ThroughServices(admin.ModelAdmin):
         fields = {name: form.cleaned_data[name] for name in self.service_fields if name in form.cleaned_data}
         try:
             self.service_save(obj, fields, change=change, actor=request.user)
-        except ValidationError as exc:  # the form's clean ran model validation already; belt and braces
-            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+        except (ValidationError, ApplicationError) as exc:  # the form checked both; a race can still lose
+            self.message_user(request, str(getattr(exc, "message", exc)), messages.ERROR)
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # a bulk delete would bypass the services (and leave gaps)
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and sequence_services.sequence_edit_refusal(obj.campaign):
+            return False
+        return super().has_delete_permission(request, obj)
 
     @admin.display(description="campaign", ordering="campaign__name")
     def campaign_name(self, obj) -> str:

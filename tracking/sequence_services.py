@@ -7,7 +7,9 @@ from django.db import transaction
 from django.db.models import F, Max
 
 from campaigns.models import Campaign
+from campaigns.states import CAMPAIGN_EDITABLE_STATUSES
 from campaigns.transitions import campaign_event_record
+from campaigns_project.errors import ApplicationError
 
 from .models_sequences import SequenceSettings, SequenceStep, StepVariant
 
@@ -33,10 +35,31 @@ def _record(campaign: Campaign, action: str, actor, reason: str) -> None:
     campaign_event_record(campaign=campaign, action=action, actor=actor, reason=reason)
 
 
+def sequence_edit_refusal(campaign: Campaign | None) -> str:
+    """Why the campaign's sequence cannot be edited now ("" when it can): the campaign's own
+    content rule, so a running campaign is paused before its steps change under its sends."""
+    if campaign is None or campaign.status in CAMPAIGN_EDITABLE_STATUSES:
+        return ""
+    return (
+        f"Cannot edit the sequence of a {campaign.status} campaign; edits are allowed while "
+        f"{', '.join(CAMPAIGN_EDITABLE_STATUSES)}."
+    )
+
+
+def _lock_editable(campaign: Campaign) -> Campaign:
+    """The campaign row locked (one edit of its sequence at a time, and no start slipping in
+    between the check and the write), or ApplicationError (409) when it is not editable."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    refusal = sequence_edit_refusal(locked)
+    if refusal:
+        raise ApplicationError(refusal, current_status=locked.status)
+    return locked
+
+
 def sequence_step_create(*, campaign: Campaign, actor=None, **fields) -> SequenceStep:
     """A step at the end of the sequence (the next number after the last)."""
     with transaction.atomic():
-        Campaign.objects.select_for_update().filter(pk=campaign.pk).first()  # one numbering at a time
+        _lock_editable(campaign)
         last = SequenceStep.objects.filter(campaign=campaign).aggregate(n=Max("number"))["n"] or 1
         step = SequenceStep(campaign=campaign, number=last + 1, **fields)
         step.full_clean()
@@ -47,6 +70,7 @@ def sequence_step_create(*, campaign: Campaign, actor=None, **fields) -> Sequenc
 
 def sequence_step_update(*, step: SequenceStep, actor=None, **fields) -> SequenceStep:
     with transaction.atomic():
+        _lock_editable(step.campaign)
         for name, value in fields.items():
             setattr(step, name, value)
         step.full_clean()
@@ -60,7 +84,7 @@ def sequence_step_delete(*, step: SequenceStep, actor=None) -> None:
     (out of range, then back) because the unique (campaign, number) is checked row by row."""
     campaign, number = step.campaign, step.number
     with transaction.atomic():
-        Campaign.objects.select_for_update().filter(pk=campaign.pk).first()
+        _lock_editable(campaign)
         step.delete()
         StepVariant.objects.filter(campaign=campaign, step=number).delete()
         later = SequenceStep.objects.filter(campaign=campaign, number__gt=number)
@@ -78,6 +102,7 @@ def _step_exists(campaign: Campaign, step: int) -> bool:
 
 def step_variant_create(*, campaign: Campaign, actor=None, **fields) -> StepVariant:
     with transaction.atomic():
+        _lock_editable(campaign)
         variant = StepVariant(campaign=campaign, **fields)
         if not _step_exists(campaign, variant.step):
             raise ValidationError({"step": [f"The campaign has no step {variant.step}."]})
@@ -89,6 +114,7 @@ def step_variant_create(*, campaign: Campaign, actor=None, **fields) -> StepVari
 
 def step_variant_update(*, variant: StepVariant, actor=None, **fields) -> StepVariant:
     with transaction.atomic():
+        _lock_editable(variant.campaign)
         for name, value in fields.items():
             setattr(variant, name, value)
         if not _step_exists(variant.campaign, variant.step):
@@ -101,6 +127,7 @@ def step_variant_update(*, variant: StepVariant, actor=None, **fields) -> StepVa
 
 def step_variant_delete(*, variant: StepVariant, actor=None) -> None:
     with transaction.atomic():
+        _lock_editable(variant.campaign)
         variant.delete()
         _record(variant.campaign, "sequence.variant_deleted", actor, f"step {variant.step} variant {variant.label}")
 
@@ -108,7 +135,8 @@ def step_variant_delete(*, variant: StepVariant, actor=None) -> None:
 def sequence_settings_save(*, campaign: Campaign, actor=None, **fields) -> SequenceSettings:
     """Create or change the campaign's window and stop rules (fields left out keep their value)."""
     with transaction.atomic():
-        rules = SequenceSettings.objects.select_for_update().filter(campaign=campaign).first()
+        _lock_editable(campaign)
+        rules = SequenceSettings.objects.filter(campaign=campaign).first()
         rules = rules or SequenceSettings(campaign=campaign)
         for name, value in fields.items():
             setattr(rules, name, value)

@@ -5,13 +5,20 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import CampaignEvent
+from tests.factories import CampaignFactory
 from tracking.models import Recipient, SequenceStep, StepSend, StepVariant
 from tracking.services import event_record
 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_step_added_in_the_admin_is_numbered_and_recorded(admin_client_logged_in, campaign):
+@pytest.fixture
+def draft(org):
+    return CampaignFactory(organization=org, name="Draft outreach", status="draft")
+
+
+def test_a_step_added_in_the_admin_is_numbered_and_recorded(admin_client_logged_in, draft):
+    campaign = draft
     response = admin_client_logged_in.post(
         "/admin/tracking/sequencestep/add/",
         {"campaign": campaign.pk, "delay_days": 2, "same_thread": "on", "body_template": "Nudge {{ first_name }}"},
@@ -21,13 +28,29 @@ def test_a_step_added_in_the_admin_is_numbered_and_recorded(admin_client_logged_
     assert CampaignEvent.objects.filter(campaign=campaign, action="sequence.step_added").exists()
 
 
-def test_a_broken_template_is_refused_in_the_admin_with_its_field(admin_client_logged_in, campaign):
+def test_a_broken_template_is_refused_in_the_admin_with_its_field(admin_client_logged_in, draft):
+    campaign = draft
     response = admin_client_logged_in.post(
         "/admin/tracking/sequencestep/add/",
         {"campaign": campaign.pk, "delay_days": 2, "same_thread": "on", "body_template": "Hi {% load x %}"},
     )
     assert response.status_code == 200 and b"errorlist" in response.content
     assert not SequenceStep.objects.exists()
+
+
+def test_a_running_campaigns_steps_are_refused_in_the_admin_with_the_reason(admin_client_logged_in, campaign):
+    response = admin_client_logged_in.post(
+        "/admin/tracking/sequencestep/add/",
+        {"campaign": campaign.pk, "delay_days": 2, "same_thread": "on", "body_template": "Nudge"},
+    )
+    assert response.status_code == 200 and b"Cannot edit the sequence of a running campaign" in response.content
+    assert not SequenceStep.objects.exists()
+    step = SequenceStep.objects.create(campaign=campaign, number=2, body_template="x")
+    assert (
+        admin_client_logged_in.post(f"/admin/tracking/sequencestep/{step.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert SequenceStep.objects.filter(pk=step.pk).exists()
 
 
 def test_the_campaign_page_shows_the_sequence_and_the_variants(admin_client_logged_in, campaign):

@@ -5,9 +5,21 @@ field, with nothing written."""
 import pytest
 
 from campaigns.models import CampaignEvent
+from tests.factories import CampaignFactory
 from tracking.models import Recipient, SequenceSettings, SequenceStep, StepVariant
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def campaign(org):
+    """Alice's draft campaign: a sequence is edited while draft, scheduled or paused."""
+    return CampaignFactory(organization=org, name="Draft outreach", status="draft", channel="smtp")
+
+
+@pytest.fixture
+def running(org):
+    return CampaignFactory(organization=org, name="Running outreach", status="running", phase="outreach")
 
 
 def url(campaign, resource: str) -> str:
@@ -112,3 +124,16 @@ def test_the_timeline_and_the_variant_stats_answer(alice_client, campaign, other
     assert alice_client.get(f"{url(campaign, 'timelines')}{stranger.pk}/").status_code == 404
     stats = alice_client.get(url(campaign, "variant-stats"))
     assert stats.status_code == 200 and stats.json() == {"metric": "open", "steps": []}
+
+
+def test_a_running_campaigns_sequence_is_refused_with_409_until_paused(alice_client, running):
+    for resource, body in (
+        ("steps", {"body_template": "x"}),
+        ("variants", {"step": 1, "label": "A", "body_template": "x"}),
+        ("sequence-settings", {"stop_on_click": True}),
+    ):
+        response = alice_client.post(url(running, resource), body, format="json")
+        assert response.status_code == 409, (resource, response.json())
+        assert "running campaign" in str(response.json())
+    assert not SequenceStep.objects.exists() and not SequenceSettings.objects.exists()
+    assert alice_client.get(url(running, "steps")).status_code == 200
