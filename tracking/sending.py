@@ -69,6 +69,7 @@ from .sequences import (
     sequence_pick_winners,
     sequence_plan,
     sequence_waiting,
+    sequence_window_closed,
     sequence_window_hold,
     thread_of,
 )
@@ -385,8 +386,11 @@ def send_email_job(*, job: Job) -> dict:
     # No more than the campaign's rate lets this task send within its budget.
     rate = campaign.send_rate_per_minute / 60.0
     limit = min(settings.SEND_BATCH_SIZE, max(1, math.ceil(rate * settings.ENGINE_TASK_BUDGET_SECONDS)))
-    ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
     batch = SendBatch(job, campaign)
+    if sequence_window_closed(campaign=campaign, rules=batch.plan.rules):
+        journal_close(job.pk)
+        return {**job.result, "claimed": 0, "sent": 0}
+    ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
     ids = sequence_window_hold(job_id=job.pk, ids=ids, rules=batch.plan.rules)
     if not ids:
         journal_close(job.pk)

@@ -326,6 +326,23 @@ def sequence_window_hold(*, job_id: int, ids: list[int], rules: SequenceSettings
     return [pk for pk in ids if pk not in kept]
 
 
+def sequence_window_closed(*, campaign: Campaign, rules: SequenceSettings | None) -> bool:
+    """Before a send job claims: when the campaign's window (in the campaign's zone, not the
+    leads') is closed now, every due pending recipient waits for its opening, in one UPDATE, and
+    the job claims nothing. Saves each of a campaign's jobs claiming a batch only to hold it."""
+    if rules is None or not rules.window_enabled or rules.use_lead_timezone:
+        return False
+    now = clock.now()
+    opens = window_next_open(rules=rules, at=now)
+    if opens == now:
+        return False
+    due = Q(next_send_at__isnull=True) | Q(next_send_at__lt=opens)
+    Recipient.objects.filter(due, campaign=campaign, status=RecipientStatus.PENDING, stopped_at__isnull=True).update(
+        next_send_at=opens
+    )
+    return True
+
+
 def sequence_waiting(*, campaign: Campaign) -> tuple[int, datetime | None]:
     """Recipients waiting for a later step or their window: how many, and the earliest due time."""
     waiting = Recipient.objects.filter(campaign=campaign, next_send_at__isnull=False, stopped_at__isnull=True).filter(
