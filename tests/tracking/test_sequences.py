@@ -306,6 +306,24 @@ def test_an_unsubscribe_stops_every_campaign_of_the_organization_at_once(campaig
     assert Recipient.objects.get(campaign=other).stop_reason == "unsubscribed"
 
 
+def test_the_one_click_unsubscribe_in_a_follow_up_stops_the_rest(campaign, verified_leads, smtp_sink, client):
+    steps(campaign, 2, 2)
+    launch(campaign)
+    _second_step(campaign)
+    [_, second] = smtp_sink.to("person1@example.org")
+    url = second["List-Unsubscribe"].split(",")[0].strip().strip("<>")
+    response = client.post(
+        url.removeprefix("https://track.example.test"),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    _second_step(campaign)
+    assert len(smtp_sink.to("person1@example.org")) == 2
+    assert len(smtp_sink.to("person0@example.org")) == 3
+    assert Recipient.objects.get(email="person1@example.org").stop_reason == "unsubscribed"
+
+
 # --- A/B variants --------------------------------------------------------------------------------
 
 
