@@ -259,7 +259,8 @@ class RecipientTimelineViewSet(CampaignScoped, mixins.RetrieveModelMixin, viewse
         return Recipient.objects.filter(campaign=self.campaign())
 
     def retrieve(self, request, *args, **kwargs):
-        recipient = self.get_queryset().filter(pk=int(kwargs["pk"])).first()
+        pk = int(kwargs["pk"])
+        recipient = self.get_queryset().filter(pk=pk).first() if pk < 2**63 else None
         if recipient is None:
             raise Http404("No recipient with that id in this campaign.")
         return Response(recipient_timeline(recipient=recipient))
