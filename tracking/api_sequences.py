@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import DefaultRouter, Route, SimpleRouter
 
 from campaigns.selectors import campaign_get_for_user, user_can_operate
 from campaigns_project import serializers as strict
@@ -165,19 +165,23 @@ class StepVariantViewSet(CampaignScoped, viewsets.ModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(
+    retrieve=extend_schema(
         description="The campaign's sending window and stop rules (the defaults when never set).",
         parameters=[CAMPAIGN_PK],
-        responses=SequenceSettingsSerializer,
     ),
-    create=extend_schema(
-        description="Set the sending window and stop rules; fields left out keep their value.",
+    update=extend_schema(
+        description="Set the sending window and stop rules (owners and operators, while the campaign is draft, "
+        "scheduled or paused); fields left out keep their value.",
         parameters=[CAMPAIGN_PK],
-        request=SequenceSettingsSerializer,
-        responses=SequenceSettingsSerializer,
+    ),
+    partial_update=extend_schema(
+        description="Change some of the sending window and stop rules; the others keep their value.",
+        parameters=[CAMPAIGN_PK],
     ),
 )
 class SequenceSettingsViewSet(CampaignScoped, viewsets.GenericViewSet):
+    """One per campaign: a singleton resource (GET, PUT, PATCH on the collection's own URL)."""
+
     serializer_class = SequenceSettingsSerializer
     pagination_class = None
     filter_backends: list = []
@@ -185,17 +189,20 @@ class SequenceSettingsViewSet(CampaignScoped, viewsets.GenericViewSet):
     def get_queryset(self):
         return SequenceSettings.objects.filter(campaign=self.campaign())
 
-    def list(self, request, *args, **kwargs):
+    def retrieve(self, request, *args, **kwargs):
         rules = self.get_queryset().first() or SequenceSettings(campaign=self.campaign())
         return Response(self.get_serializer(rules).data)
 
-    def create(self, request, *args, **kwargs):
+    def update(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         rules = sequence_services.sequence_settings_save(
             campaign=self.campaign(), actor=request.user, **serializer.validated_data
         )
         return Response(self.get_serializer(rules).data, status=status.HTTP_200_OK)
+
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)
 
 
 VariantStatsSerializer = inline_serializer(
@@ -212,14 +219,16 @@ VariantStatsSerializer = inline_serializer(
 
 
 @extend_schema_view(
-    list=extend_schema(
+    retrieve=extend_schema(
         description="Per step and A/B variant: sent, opens, clicks, replies and bounces with a significance test.",
         parameters=[CAMPAIGN_PK],
         responses=VariantStatsSerializer,
     )
 )
 class VariantStatsViewSet(CampaignScoped, viewsets.ViewSet):
-    def list(self, request, *args, **kwargs):
+    """A singleton: the campaign's figures."""
+
+    def retrieve(self, request, *args, **kwargs):
         return Response(variant_stats(campaign_id=self.campaign().pk))
 
 
@@ -266,13 +275,29 @@ class RecipientTimelineViewSet(CampaignScoped, mixins.RetrieveModelMixin, viewse
         return Response(recipient_timeline(recipient=recipient))
 
 
+class SingletonRouter(SimpleRouter):
+    """ViewSets of a resource there is one of per campaign: retrieve, update and partial_update on
+    the prefix itself, with no id (the schema then says an object, not a list)."""
+
+    routes = [
+        Route(
+            url=r"^{prefix}{trailing_slash}$",
+            mapping={"get": "retrieve", "put": "update", "patch": "partial_update"},
+            name="{basename}",
+            detail=True,
+            initkwargs={},
+        )
+    ]
+
+
+NESTED = r"campaigns/(?P<campaign_pk>[^/.]+)"
 router = DefaultRouter(trailing_slash="/?")
 router.include_root_view = False
-NESTED = r"campaigns/(?P<campaign_pk>[^/.]+)"
 router.register(f"{NESTED}/steps", SequenceStepViewSet, basename="campaign-steps")
 router.register(f"{NESTED}/variants", StepVariantViewSet, basename="campaign-variants")
-router.register(f"{NESTED}/sequence-settings", SequenceSettingsViewSet, basename="campaign-sequence-settings")
-router.register(f"{NESTED}/variant-stats", VariantStatsViewSet, basename="campaign-variant-stats")
 router.register(f"{NESTED}/timelines", RecipientTimelineViewSet, basename="campaign-timelines")
+singletons = SingletonRouter(trailing_slash="/?")
+singletons.register(f"{NESTED}/sequence-settings", SequenceSettingsViewSet, basename="campaign-sequence-settings")
+singletons.register(f"{NESTED}/variant-stats", VariantStatsViewSet, basename="campaign-variant-stats")
 
-urlpatterns = router.urls
+urlpatterns = router.urls + singletons.urls

@@ -70,14 +70,14 @@ def test_variants_need_an_existing_step(alice_client, campaign):
 
 def test_the_window_and_stop_rules_are_validated_and_kept(alice_client, campaign):
     assert alice_client.get(url(campaign, "sequence-settings")).json()["window_enabled"] is False
-    bad = alice_client.post(
+    bad = alice_client.patch(
         url(campaign, "sequence-settings"),
         {"timezone": "Mars/Olympus", "start_time": "18:00", "end_time": "09:00"},
         format="json",
     )
     assert bad.status_code == 400 and {"timezone", "end_time"} <= set(bad.json())
     assert not SequenceSettings.objects.exists()
-    good = alice_client.post(
+    good = alice_client.patch(
         url(campaign, "sequence-settings"),
         {
             "window_enabled": True,
@@ -98,14 +98,14 @@ def test_the_window_and_stop_rules_are_validated_and_kept(alice_client, campaign
         True,
     )
     assert alice_client.get(url(campaign, "sequence-settings")).json()["holidays"] == ["2026-12-24"]
-    unknown = alice_client.post(url(campaign, "sequence-settings"), {"stop_on_open": True}, format="json")
+    unknown = alice_client.patch(url(campaign, "sequence-settings"), {"stop_on_open": True}, format="json")
     assert unknown.status_code == 400 and "stop_on_open" in unknown.json()
 
 
 def test_viewers_read_and_cannot_write(viewer_client, campaign):
     assert viewer_client.get(url(campaign, "steps")).status_code == 200
     assert viewer_client.post(url(campaign, "steps"), {"body_template": "x"}).status_code == 403
-    assert viewer_client.post(url(campaign, "sequence-settings"), {}, format="json").status_code == 403
+    assert viewer_client.patch(url(campaign, "sequence-settings"), {}, format="json").status_code == 403
     assert not SequenceStep.objects.exists()
 
 
@@ -132,7 +132,8 @@ def test_a_running_campaigns_sequence_is_refused_with_409_until_paused(alice_cli
         ("variants", {"step": 1, "label": "A", "body_template": "x"}),
         ("sequence-settings", {"stop_on_click": True}),
     ):
-        response = alice_client.post(url(running, resource), body, format="json")
+        send = alice_client.patch if resource == "sequence-settings" else alice_client.post
+        response = send(url(running, resource), body, format="json")
         assert response.status_code == 409, (resource, response.json())
         assert "running campaign" in str(response.json())
     assert not SequenceStep.objects.exists() and not SequenceSettings.objects.exists()
