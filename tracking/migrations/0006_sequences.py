@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0007_organization_postal_address'),
+        ('campaigns', '0006_engine_batches'),
         ('tracking', '0005_live_periodic_tasks'),
     ]
 
