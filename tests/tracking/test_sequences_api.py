@@ -97,7 +97,14 @@ def test_the_window_and_stop_rules_are_validated_and_kept(alice_client, campaign
         ["2026-12-24"],
         True,
     )
-    assert alice_client.get(url(campaign, "sequence-settings")).json()["holidays"] == ["2026-12-24"]
+    shown = alice_client.get(url(campaign, "sequence-settings")).json()
+    assert (shown["holidays"], shown["start_time"], shown["end_time"]) == (["2026-12-24"], "09:00", "17:00")
+    hours = alice_client.patch(url(campaign, "sequence-settings"), {"start_time": "08:30"}, format="json")
+    assert hours.status_code == 200 and hours.json()["start_time"] == "08:30"
+    assert (
+        alice_client.patch(url(campaign, "sequence-settings"), {"end_time": "25:00"}, format="json").status_code == 400
+    )
+    assert alice_client.options(url(campaign, "sequence-settings")).status_code == 200
     unknown = alice_client.patch(url(campaign, "sequence-settings"), {"stop_on_open": True}, format="json")
     assert unknown.status_code == 400 and "stop_on_open" in unknown.json()
 
