@@ -288,7 +288,8 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
                 status=RecipientStatus.PENDING,
                 send_attempts__gte=settings.RECIPIENT_MAX_SEND_ATTEMPTS,
                 stopped_at__isnull=True,
-            ),
+            )
+            & (Q(next_send_at__isnull=True) | Q(next_send_at__lte=now)),  # the ones counted above
             last_error=f"Not sent: gave up after {settings.RECIPIENT_MAX_SEND_ATTEMPTS} attempts.",
         )
         phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=exhausted)
