@@ -73,7 +73,9 @@ def window_next_open(*, rules: SequenceSettings | None, at: datetime, tz_name: s
     tz = zone(tz_name) if rules.use_lead_timezone and tz_name else zone(rules.timezone)
     days, holidays = set(rules.days), _holidays(rules)
     local = at.astimezone(tz)
-    for offset in range(0, 400):  # a window open on no day of the year never opens: the caller sees None
+    # Validation keeps at least one day of the week, so only holidays covering a whole year (which
+    # nobody writes) would make this give up.
+    for offset in range(0, 400):
         day = local.date() + timedelta(days=offset)
         if day.weekday() not in days or day in holidays:
             continue
@@ -84,10 +86,6 @@ def window_next_open(*, rules: SequenceSettings | None, at: datetime, tz_name: s
         if local < opens:
             return opens
     raise ValueError("The sending window never opens.")
-
-
-def window_is_open(*, rules: SequenceSettings | None, at: datetime, tz_name: str = "") -> bool:
-    return window_next_open(rules=rules, at=at, tz_name=tz_name) == at
 
 
 def step_due(*, step: SequenceStep, after: datetime, rules: SequenceSettings | None) -> datetime:
@@ -125,10 +123,6 @@ class Plan:
     steps: dict[int, SequenceStep] = field(default_factory=dict)
     variants: dict[int, list[StepVariant]] = field(default_factory=dict)
     rules: SequenceSettings | None = None
-
-    @property
-    def last_step(self) -> int:
-        return max(self.steps, default=1)
 
     def variant_for(self, recipient_id: int, step: int) -> StepVariant | None:
         """A recipient's variant of `step`: the winner once there is one, else by weight, from a

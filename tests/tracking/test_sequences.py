@@ -7,7 +7,7 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import Job
+from campaigns.models import Campaign, Job
 from campaigns.registry import JOB_HANDLERS, OUTREACH_LAUNCHERS, OUTREACH_SETTLERS, OutreachOutcome
 from tests.factories import CampaignFactory, LeadFactory
 from tests.tracking.conftest import parts
@@ -15,7 +15,7 @@ from tracking import clock
 from tracking.counters import counters_add, counters_derive, counters_read
 from tracking.models import Recipient, SequenceSettings, SequenceStep, StepSend, StepVariant
 from tracking.sequence_stats import recipient_timeline, two_proportion_z, variant_stats
-from tracking.sequences import sequence_pick_winners, step_due, window_next_open
+from tracking.sequences import Plan, sequence_pick_winners, step_due, window_next_open
 from tracking.services import event_record
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -363,6 +363,24 @@ def test_variants_split_the_step_and_the_winner_alone_goes_to_the_rest(campaign,
     assert by_label["B"]["opens"] == sum(1 for _, v in first_ten if v == "B")
     assert by_label["A"]["opens"] == 0
     assert by_label["B"]["winner"] is True
+
+
+def test_a_reply_in_the_thread_repeats_the_subject_of_the_variant_received():
+    plan = Plan(
+        campaign=Campaign(subject_template="Original"),
+        steps={2: SequenceStep(number=2, same_thread=True, subject_template="", body_template="Bump")},
+        variants={
+            1: [
+                StepVariant(step=1, label="A", subject_template="Alpha", body_template="a", weight=1),
+                StepVariant(step=1, label="B", subject_template="", body_template="b", weight=1),
+            ]
+        },
+    )
+    assert plan.templates_for(7, 2, {1: "A"})[0].subject_template == "Re: Alpha"
+    assert plan.templates_for(7, 2, {1: "B"})[0].subject_template == "Re: Original"  # B kept the campaign's
+    plan.variants[1][1].is_winner = True  # a winner picked since changes nothing of what was received
+    assert plan.templates_for(7, 2, {1: "A"})[0].subject_template == "Re: Alpha"
+    assert plan.templates_for(8, 1, {})[1] == "B"
 
 
 def test_the_z_test_says_when_a_difference_is_significant():
