@@ -407,7 +407,8 @@ def event_record(
                 "email", "campaign__organization_id"
             )[0]
             suppression_add(organization_id=organization_id, email=email, reason=reason)
-        sequence_on_event(type=type, recipient_id=row["id"], campaign_id=row["campaign_id"])  # the stop rules
+        if with_effects or type not in EVENT_EFFECTS:  # a soft bounce (no effects) stops no sequence
+            sequence_on_event(type=type, recipient_id=row["id"], campaign_id=row["campaign_id"])
         email_events_emit(
             type=type,
             campaign_id=row["campaign_id"],

@@ -230,6 +230,15 @@ def test_these_events_always_stop_the_sequence(campaign, verified_leads, smtp_si
     assert len(smtp_sink.to("person1@example.org")) == 2  # the others go on
 
 
+def test_a_soft_bounce_does_not_stop_the_sequence(campaign, verified_leads, smtp_sink):
+    _two_steps_sent_first(campaign, smtp_sink)
+    recipient = Recipient.objects.get(email="person0@example.org")
+    event_record(type="bounce", recipient_id=recipient.pk, source="api", with_effects=False)
+    _second_step(campaign)
+    assert Recipient.objects.get(pk=recipient.pk).stop_reason == ""
+    assert len(smtp_sink.to("person0@example.org")) == 2
+
+
 def test_a_reply_after_the_step_was_armed_stops_it_before_its_claim(campaign, verified_leads, smtp_sink):
     _two_steps_sent_first(campaign, smtp_sink)
     clock.clock_advance(days=2)
