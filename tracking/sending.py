@@ -54,7 +54,7 @@ from queue_control.guard import call_permit, failure_record, guarded_call
 from . import clock, services
 from .counters import counters_read
 from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
-from .models import Recipient, StepSend, Suppression
+from .models import Recipient, SequenceSettings, StepSend, Suppression
 from .rendering import (
     SAMPLE_LEAD,
     LinkRegistry,
@@ -387,29 +387,29 @@ def send_email_job(*, job: Job) -> dict:
     # No more than the campaign's rate lets this task send within its budget.
     rate = campaign.send_rate_per_minute / 60.0
     limit = min(settings.SEND_BATCH_SIZE, max(1, math.ceil(rate * settings.ENGINE_TASK_BUDGET_SECONDS)))
-    batch = SendBatch(job, campaign)
-    if sequence_window_closed(campaign=campaign, rules=batch.plan.rules):
+    rules = SequenceSettings.objects.filter(campaign=campaign).first()  # the window, one query
+    if sequence_window_closed(campaign=campaign, rules=rules):
         journal_close(job.pk)
         return {**job.result, "claimed": 0, "sent": 0}
     ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
-    ids = sequence_window_hold(job_id=job.pk, ids=ids, rules=batch.plan.rules)
+    ids = sequence_window_hold(job_id=job.pk, ids=ids, rules=rules)
     if not ids:
         journal_close(job.pk)
         return {**job.result, "claimed": 0, "sent": 0}
-    return batch.run(ids)
+    return SendBatch(job, campaign, rules=rules).run(ids)
 
 
 class SendBatch:
     """One SMTP connection, the claimed recipients in id order, the gate and the campaign's rate
     limit before each message, the journal before each commit, results flushed set-based."""
 
-    def __init__(self, job: Job, campaign: Campaign) -> None:
+    def __init__(self, job: Job, campaign: Campaign, *, rules: SequenceSettings | None = None) -> None:
         self.job = job
         self.campaign = campaign
         self.bucket = _send_bucket(campaign)
         self.heartbeat = Heartbeat(job)
         self.deadline = monotonic() + settings.ENGINE_TASK_BUDGET_SECONDS
-        self.plan = sequence_plan(campaign=campaign)  # steps, variants, window: read once per batch
+        self.plan = sequence_plan(campaign=campaign, rules=rules)  # steps, variants: read once per batch
         self.postal_address = campaign.organization.postal_address
         self.threads: dict[int, list[tuple[int, str, str]]] = {}  # earlier steps sent, per recipient
         self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database

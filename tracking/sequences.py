@@ -177,8 +177,10 @@ def _re(subject: str) -> str:
     return subject if subject.lstrip().lower().startswith("re:") else f"Re: {subject}"
 
 
-def sequence_plan(*, campaign: Campaign) -> Plan:
-    plan = Plan(campaign=campaign, rules=SequenceSettings.objects.filter(campaign=campaign).first())
+def sequence_plan(*, campaign: Campaign, rules: SequenceSettings | None = None) -> Plan:
+    """The campaign's plan; `rules` when the caller read them already."""
+    rules = rules or SequenceSettings.objects.filter(campaign=campaign).first()
+    plan = Plan(campaign=campaign, rules=rules)
     plan.steps = {step.number: step for step in SequenceStep.objects.filter(campaign=campaign)}
     for variant in StepVariant.objects.filter(campaign=campaign).order_by("step", "label"):
         plan.variants.setdefault(variant.step, []).append(variant)
