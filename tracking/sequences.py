@@ -222,9 +222,31 @@ def sequence_sent_record(*, campaign_id, job_id: int, ids: list[int], variants: 
     if variants is None and StepVariant.objects.filter(campaign_id=campaign_id).exists():
         plan = sequence_plan(campaign=Campaign.objects.get(pk=campaign_id))  # a recovery: no labels kept
         labels = {pk: getattr(plan.variant_for(pk, step), "label", "") for pk, step, _, _ in rows}
-    inserted = _step_sends_insert(
-        campaign_id, [(pk, step, labels.get(pk, ""), mid, at or now) for pk, step, mid, at in rows]
+    facts = [(pk, step, labels.get(pk, ""), message_id, at or now) for pk, step, message_id, at in rows]
+    return _steps_record(campaign_id, facts)
+
+
+def sequence_resolved_sent(*, campaign_id, ids: list[int], resolved_at: datetime) -> int:
+    """An operator marked recipients stuck in `sending` delivered (recipients_resolve): their step
+    is recorded as sent (its Message-ID was lost with the worker) and the next one scheduled, as
+    a "sent" mark does. Returns how many were follow-ups."""
+    rows = list(
+        Recipient.objects.filter(
+            pk__in=ids, campaign_id=campaign_id, status=RecipientStatus.SENT, sent_at=resolved_at
+        ).values_list("pk", "sequence_step")
     )
+    if not rows:
+        return 0
+    plan = sequence_plan(campaign=Campaign.objects.get(pk=campaign_id))
+    facts = [(pk, step, getattr(plan.variant_for(pk, step), "label", ""), "", resolved_at) for pk, step in rows]
+    return _steps_record(campaign_id, facts)
+
+
+def _steps_record(campaign_id, facts: list[tuple]) -> int:
+    """StepSend rows for (recipient, step, variant, Message-ID, time) facts, the step counters and
+    the next step's due time, for the rows actually inserted; returns the follow-ups among them."""
+    now = clock.now()
+    inserted = _step_sends_insert(campaign_id, facts)
     by_step: dict[int, list[int]] = {}
     for pk, step in inserted:
         by_step.setdefault(step, []).append(pk)

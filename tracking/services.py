@@ -34,7 +34,7 @@ from campaigns_project.redis import get_redis, rkey
 from .counters import COUNTED_STATUSES, COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient, Suppression
 from .receivers import email_events_emit, email_events_wanted
-from .sequences import sequence_on_click, sequence_on_event, sequence_sent_record
+from .sequences import sequence_on_click, sequence_on_event, sequence_resolved_sent, sequence_sent_record
 from .states import (
     EVENT_EFFECTS,
     RECIPIENT_DELETABLE_STATUSES,
@@ -301,6 +301,10 @@ def recipients_resolve(*, recipient_ids: Iterable[int], delivered: bool, actor=N
             )
             resolved += moved
             if delivered:
+                # A follow-up step resolved delivered is recorded as its step, not as a new recipient sent.
+                followups = sequence_resolved_sent(campaign_id=campaign.pk, ids=ids, resolved_at=fields["sent_at"])
+                counters_add(campaign_id=campaign.pk, metrics={"recipients.sent": -followups})
+                moved -= followups
                 phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, done=moved, passed=moved)
             else:
                 phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=moved)

@@ -457,3 +457,26 @@ def test_a_journal_replayed_after_a_flush_records_and_counts_each_follow_up_once
     assert after["recipients.sent"] == before["recipients.sent"] == 3  # a follow-up is no new recipient
     assert after["step.2.sent"] == before["step.2.sent"] + 1 == 3
     assert StepSend.objects.filter(step=2).count() == 3
+
+
+def test_a_follow_up_resolved_delivered_is_its_step_not_a_new_recipient(campaign, verified_leads, smtp_sink):
+    from tracking.services import recipients_resolve
+
+    steps(campaign, 2, 2)
+    launch(campaign)
+    clock.clock_advance(days=2)
+    settle(campaign)  # step 2 armed
+    recipient = Recipient.objects.get(email="person0@example.org")
+    # Its hand-over was cut off after the commit: left in sending, for an operator.
+    Recipient.objects.filter(pk=recipient.pk).update(status="sending", send_job_id=None)
+    before = counters_read(campaign_id=campaign.pk)
+
+    assert recipients_resolve(recipient_ids=[recipient.pk], delivered=True) == 1
+
+    recipient.refresh_from_db()
+    after = counters_read(campaign_id=campaign.pk)
+    assert (recipient.status, recipient.sequence_step) == ("sent", 2)
+    assert after["recipients.sent"] == before["recipients.sent"] == 3
+    assert after.get("step.2.sent", 0) == before.get("step.2.sent", 0) + 1
+    assert StepSend.objects.filter(recipient=recipient, step=2).exists()
+    assert recipient.next_send_at == clock.now() + timedelta(days=2)  # step 3 scheduled
