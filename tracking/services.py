@@ -233,11 +233,20 @@ def recipients_add(
 def recipient_delete(*, campaign: Campaign, recipient_id: int, actor=None) -> None:
     """Remove a recipient nothing was sent to. Refused once a send job has claimed it."""
     with transaction.atomic():
-        deleted, _ = campaign.recipients.filter(pk=recipient_id, status__in=RECIPIENT_DELETABLE_STATUSES).delete()
+        # A follow-up armed (pending on step 2 or later) was sent its earlier steps: not removable.
+        removable = campaign.recipients.filter(
+            pk=recipient_id, status__in=RECIPIENT_DELETABLE_STATUSES, sequence_step=1
+        )
+        deleted, _ = removable.delete()
         if not deleted:
             current = campaign.recipients.filter(pk=recipient_id).values_list("status", flat=True).first()
             if current is None:
                 raise Recipient.DoesNotExist
+            if current in RECIPIENT_DELETABLE_STATUSES:
+                raise ApplicationError(
+                    "Cannot remove a recipient its sequence has mailed already (it waits for a later step).",
+                    current_status=current,
+                )
             raise ApplicationError(
                 f"Cannot remove a {current} recipient; only {', '.join(RECIPIENT_DELETABLE_STATUSES)} ones can be.",
                 current_status=current,
