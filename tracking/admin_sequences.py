@@ -6,10 +6,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from campaigns.admin import CAMPAIGN_PANELS
+from campaigns.admin_pipeline import CampaignFilter
 from campaigns.models import Campaign
 from campaigns_project.errors import ApplicationError
 
@@ -64,7 +66,7 @@ class _ThroughServices(admin.ModelAdmin):
 @admin.register(SequenceStep)
 class SequenceStepAdmin(_ThroughServices):
     list_display = ["campaign_name", "number", "delay_days", "business_days", "same_thread", "subject_template"]
-    list_filter = ["business_days", "same_thread"]
+    list_filter = [CampaignFilter, "business_days", "same_thread"]
     search_fields = ["campaign__name", "subject_template"]
     readonly_fields = ["number"]
     service_fields = sequence_services.STEP_FIELDS
@@ -82,7 +84,7 @@ class SequenceStepAdmin(_ThroughServices):
 @admin.register(StepVariant)
 class StepVariantAdmin(_ThroughServices):
     list_display = ["campaign_name", "step", "label", "weight", "is_winner", "subject_template"]
-    list_filter = ["is_winner"]
+    list_filter = [CampaignFilter, "is_winner"]
     search_fields = ["campaign__name", "label"]
     readonly_fields = ["is_winner"]
     service_fields = sequence_services.VARIANT_FIELDS
@@ -100,7 +102,7 @@ class StepVariantAdmin(_ThroughServices):
 @admin.register(SequenceSettings)
 class SequenceSettingsAdmin(_ThroughServices):
     list_display = ["campaign_name", "window_enabled", "timezone", "start_time", "end_time", "stop_on_click"]
-    list_filter = ["window_enabled", "stop_on_click", "stop_company_on_reply"]
+    list_filter = [CampaignFilter, "window_enabled", "stop_on_click", "stop_company_on_reply"]
     service_fields = sequence_services.SETTINGS_FIELDS
 
     def service_save(self, obj, fields, *, change, actor):
@@ -121,9 +123,17 @@ def campaign_sequence_panel(campaign: Campaign) -> SafeString:
         )
         for step in steps
     ]
+    links = {
+        name: f"{reverse(f'admin:tracking_{model}_changelist')}?campaign={campaign.pk}"
+        for name, model in (("steps", "sequencestep"), ("variants", "stepvariant"), ("rules", "sequencesettings"))
+    }
     html = format_html(
-        "<h3>Sequence</h3><table><tr><th>step</th><th>after</th><th>subject</th><th></th></tr>{}</table>",
+        "<h3>Sequence</h3><table><tr><th>step</th><th>after</th><th>subject</th><th></th></tr>{}</table>"
+        '<p><a href="{}">Edit steps</a> · <a href="{}">A/B variants</a> · <a href="{}">Window and stop rules</a></p>',
         format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        links["steps"],
+        links["variants"],
+        links["rules"],
     )
     stats = variant_stats(campaign_id=campaign.pk)
     variant_rows = [

@@ -66,6 +66,10 @@ def test_the_campaign_page_shows_the_sequence_and_the_variants(admin_client_logg
     assert response.status_code == 200
     assert "Sequence" in html and "3 day(s)" in html and "(Re: previous)" in html
     assert "A/B variants (compared on open)" in html
+    steps_link = f"/admin/tracking/sequencestep/?campaign={campaign.pk}"
+    assert steps_link in html
+    listed = admin_client_logged_in.get(steps_link)
+    assert listed.status_code == 200 and b"Spring outreach" in listed.content and b"1 sequence step" in listed.content
 
 
 def test_the_recipient_page_shows_its_timeline(admin_client_logged_in, campaign):
