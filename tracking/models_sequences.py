@@ -80,6 +80,10 @@ class StepVariant(models.Model):
         ordering = ["campaign", "step", "label"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "step", "label"], name="stepvariant_step_label_unique"),
+            # One winner per step, whoever picks it.
+            models.UniqueConstraint(
+                fields=["campaign", "step"], condition=Q(is_winner=True), name="stepvariant_one_winner_per_step"
+            ),
         ]
 
     def __str__(self) -> str:

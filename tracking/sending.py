@@ -410,6 +410,8 @@ class SendBatch:
         self.heartbeat = Heartbeat(job)
         self.deadline = monotonic() + settings.ENGINE_TASK_BUDGET_SECONDS
         self.plan = sequence_plan(campaign=campaign, rules=rules)  # steps, variants: read once per batch
+        if self.plan.undecided() and sequence_pick_winners(campaign=campaign, rules=self.plan.rules):
+            self.plan = sequence_plan(campaign=campaign, rules=self.plan.rules)  # the winner from now on
         self.postal_address = campaign.organization.postal_address
         self.threads: dict[int, list[tuple[int, str, str]]] = {}  # earlier steps sent, per recipient
         self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database

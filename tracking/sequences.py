@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
 
 from campaigns.models import Campaign
 
@@ -123,6 +123,14 @@ class Plan:
     steps: dict[int, SequenceStep] = field(default_factory=dict)
     variants: dict[int, list[StepVariant]] = field(default_factory=dict)
     rules: SequenceSettings | None = None
+
+    def undecided(self) -> bool:
+        """Whether a step with variants still waits for its winner to be picked."""
+        return bool(
+            self.rules
+            and self.rules.ab_winner_after
+            and any(not any(v.is_winner for v in variants) for variants in self.variants.values())
+        )
 
     def variant_for(self, recipient_id: int, step: int) -> StepVariant | None:
         """A recipient's variant of `step`: the winner once there is one, else by weight, from a
@@ -434,27 +442,44 @@ def sequence_on_click(*, recipient_id: int, campaign_id) -> int:
 # --- A/B winner ----------------------------------------------------------------------------------
 
 
-def sequence_pick_winners(*, campaign: Campaign) -> list[StepVariant]:
+def sequence_pick_winners(*, campaign: Campaign, rules: SequenceSettings | None = None) -> list[StepVariant]:
     """For each step with variants and no winner yet, once it was sent `ab_winner_after` times,
-    the variant with the best rate of the chosen metric becomes the only one sent from then on."""
+    the variant with the best rate of the chosen metric becomes the only one sent from then on.
+
+    Asked by each send batch that has an undecided step (so the rest of that step's recipients
+    get the winner; the batches already under way finish with the split) and by the settler.
+    A count on StepSend's index comes first, so the figures are computed once, when due. Two
+    batches deciding at once cannot both win: one winner per step is a unique constraint."""
     from .sequence_stats import variant_stats
 
-    rules = SequenceSettings.objects.filter(campaign=campaign).first()
+    rules = rules or SequenceSettings.objects.filter(campaign=campaign).first()
     if rules is None or not rules.ab_winner_after:
         return []
+    decided = StepVariant.objects.filter(campaign=campaign, is_winner=True).values("step")
     open_steps = set(
-        StepVariant.objects.filter(campaign=campaign)
-        .exclude(step__in=StepVariant.objects.filter(campaign=campaign, is_winner=True).values("step"))
-        .values_list("step", flat=True)
+        StepVariant.objects.filter(campaign=campaign).exclude(step__in=decided).values_list("step", flat=True)
     )
+    if not open_steps:
+        return []
+    sent = dict(
+        StepSend.objects.filter(campaign=campaign, step__in=open_steps).values_list("step").annotate(n=Count("id"))
+    )
+    ready = {step for step in open_steps if sent.get(step, 0) >= rules.ab_winner_after}
+    if not ready:
+        return []
     picked = []
+    metric = f"{rules.ab_winner_metric}_rate"
     for step in variant_stats(campaign_id=campaign.pk)["steps"]:
-        if step["step"] not in open_steps or sum(v["sent"] for v in step["variants"]) < rules.ab_winner_after:
+        labelled = [variant for variant in step["variants"] if variant["variant"]]
+        if step["step"] not in ready or not labelled:
             continue
-        metric = f"{rules.ab_winner_metric}_rate"
-        best = max(step["variants"], key=lambda v: (v[metric], -ord(v["variant"][:1] or "A")))
-        if not best["variant"]:
-            continue
-        StepVariant.objects.filter(campaign=campaign, step=step["step"], label=best["variant"]).update(is_winner=True)
+        best = max(labelled, key=lambda v: (v[metric], v["sent"], -ord(v["variant"][:1])))
+        try:
+            with transaction.atomic():  # a savepoint: losing the race leaves the caller's transaction usable
+                StepVariant.objects.filter(campaign=campaign, step=step["step"], label=best["variant"]).update(
+                    is_winner=True
+                )
+        except IntegrityError:
+            continue  # another batch picked this step's winner first
         picked.extend(StepVariant.objects.filter(campaign=campaign, step=step["step"], label=best["variant"]))
     return picked

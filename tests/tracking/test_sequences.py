@@ -358,10 +358,10 @@ def test_variants_split_the_step_and_the_winner_alone_goes_to_the_rest(campaign,
         if variant == "B":
             event_record(type="open", recipient_id=recipient_id, source="api")
 
-    [winner] = sequence_pick_winners(campaign=campaign)
-    assert winner.label == "B"
     Job.objects.filter(campaign=campaign, status="paused").update(status="pending")
-    run_jobs(campaign)
+    run_jobs(campaign)  # the next batch sees ten sends of an undecided step: it picks the winner first
+    assert list(StepVariant.objects.filter(is_winner=True).values_list("label", flat=True)) == ["B"]
+    assert sequence_pick_winners(campaign=campaign) == []  # decided once
     later = StepSend.objects.exclude(recipient_id__in=[pk for pk, _ in first_ten])
     assert later.count() == 20 and set(later.values_list("variant", flat=True)) == {"B"}
 
@@ -480,3 +480,13 @@ def test_a_follow_up_resolved_delivered_is_its_step_not_a_new_recipient(campaign
     assert after.get("step.2.sent", 0) == before.get("step.2.sent", 0) + 1
     assert StepSend.objects.filter(recipient=recipient, step=2).exists()
     assert recipient.next_send_at == clock.now() + timedelta(days=2)  # step 3 scheduled
+
+
+def test_a_step_has_one_winner_whoever_picks_it(campaign):
+    from django.db import IntegrityError, transaction
+
+    StepVariant.objects.create(campaign=campaign, step=1, label="A", body_template="a", is_winner=True)
+    StepVariant.objects.create(campaign=campaign, step=1, label="B", body_template="b")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StepVariant.objects.filter(label="B").update(is_winner=True)
+    assert list(StepVariant.objects.filter(is_winner=True).values_list("label", flat=True)) == ["A"]
