@@ -70,6 +70,7 @@ from .sequences import (
     sequence_plan,
     sequence_waiting,
     sequence_window_closed,
+    sequence_window_held,
     sequence_window_hold,
     thread_of,
 )
@@ -447,6 +448,9 @@ class SendBatch:
                 if monotonic() >= next_control:
                     self._control()
                     next_control = monotonic() + CONTROL_SECONDS
+                    if sequence_window_held(job_id=self.job.pk, ids=self.untouched, rules=self.plan.rules):
+                        self.untouched.clear()
+                        break  # the window closed under the batch: the rest wait for its opening
                 message, message_id, variant = self._message(recipient, links, connection)
                 entries = [entry for entry in (journal_entry, f"b:{recipient.pk}") if entry]
                 try:

@@ -369,6 +369,27 @@ def sequence_window_closed(*, campaign: Campaign, rules: SequenceSettings | None
     return True
 
 
+def sequence_window_held(*, job_id: int, ids, rules: SequenceSettings | None) -> bool:
+    """During a send batch, at its control points: when the campaign's window (in the campaign's
+    zone) has closed, the claimed recipients not handed over yet go back to pending, due at the
+    next opening, their attempt given back; True then, and the batch ends. (With the leads' own
+    zones the claim-time check is the bound: a batch ends within ENGINE_TASK_BUDGET_SECONDS.)"""
+    if rules is None or not rules.window_enabled or rules.use_lead_timezone or not ids:
+        return False
+    now = clock.now()
+    opens = window_next_open(rules=rules, at=now)
+    if opens == now:
+        return False
+    Recipient.objects.filter(pk__in=list(ids), status=RecipientStatus.SENDING, send_job_id=job_id).update(
+        status=RecipientStatus.PENDING,
+        next_send_at=opens,
+        claimed_at=None,
+        send_job_id=None,
+        send_attempts=F("send_attempts") - 1,
+    )
+    return True
+
+
 def sequence_waiting(*, campaign: Campaign) -> tuple[int, datetime | None]:
     """Recipients waiting for a later step or their window: how many, and the earliest due time."""
     waiting = Recipient.objects.filter(campaign=campaign, next_send_at__isnull=False, stopped_at__isnull=True).filter(

@@ -178,6 +178,37 @@ def test_nothing_is_sent_outside_the_window_and_work_waits_without_jobs(campaign
     assert run_jobs(campaign) == 3 and len(smtp_sink.messages) == 3
 
 
+def test_a_window_closing_under_a_batch_holds_the_rest_for_its_opening(campaign, smtp_sink, monkeypatch):
+    import tracking.sending
+
+    monkeypatch.setattr(tracking.sending, "CONTROL_SECONDS", 0)  # a control point before every message
+    SequenceSettings.objects.create(
+        campaign=campaign, window_enabled=True, timezone="UTC", start_time=time(9), end_time=time(17)
+    )
+    for i in range(6):
+        LeadFactory(campaign=campaign, email=f"w{i}@example.org", email_status="valid")
+    clock.clock_set(datetime(2026, 11, 10, 16, 59, tzinfo=UTC))
+    handle = smtp_sink.handler.handle_DATA
+
+    async def closing_after_two(server, session, envelope):
+        answer = await handle(server, session, envelope)
+        if len(smtp_sink.messages) == 2:
+            clock.clock_set(datetime(2026, 11, 10, 17, 0, tzinfo=UTC))  # 17:00: the window closes
+        return answer
+
+    monkeypatch.setattr(smtp_sink.handler, "handle_DATA", closing_after_two)
+    launch(campaign)
+
+    assert len(smtp_sink.messages) == 2
+    held = Recipient.objects.filter(status="pending")
+    assert held.count() == 4
+    assert set(held.values_list("next_send_at", "send_attempts")) == {(datetime(2026, 11, 11, 9, 0, tzinfo=UTC), 0)}
+    clock.clock_set(datetime(2026, 11, 11, 9, 0, tzinfo=UTC))
+    assert settle(campaign).state == OutreachOutcome.MORE
+    run_jobs(campaign)
+    assert len(smtp_sink.messages) == 6
+
+
 def test_the_lead_time_zone_holds_only_the_leads_outside_their_own_window(campaign, smtp_sink):
     SequenceSettings.objects.create(
         campaign=campaign, window_enabled=True, timezone="Europe/Berlin", use_lead_timezone=True
