@@ -20,6 +20,8 @@ from .states import (
 class Organization(models.Model):
     name = models.CharField(max_length=255)
     slug = models.SlugField(max_length=80, unique=True)
+    # Printed in every message's footer (CAN-SPAM asks for a valid postal address).
+    postal_address = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -31,6 +31,14 @@ CAMPAIGN_RESOURCES = (
     "progress",
     "phases",
     "transition",
+    # A campaign's sequence (tracking/api_sequences.py).
+    "steps",
+    "steps/{step_id}",
+    "variants",
+    "variants/{variant_id}",
+    "sequence-settings",
+    "variant-stats",
+    "timelines/{recipient_id}",
 )
 RECIPIENT_RESOURCES = ("events", "open", "click", "bounce")
 

@@ -44,7 +44,7 @@ def test_a_name_registered_twice_is_refused(monkeypatch):
 def test_the_admin_is_our_site_with_the_apps_pages_and_panels_in_order():
     assert isinstance(admin.site, BackOfficeAdminSite)
     names = [getattr(panel, "__name__", "") for panel in admin.site.campaign_panels()]
-    assert names == ["job_counts_panel", "mailboxes_panel", "campaign_stats_panel"]
+    assert names == ["job_counts_panel", "mailboxes_panel", "campaign_stats_panel", "campaign_sequence_panel"]
     routes = {getattr(p, "name", None) for p in admin.site.get_urls()}
     assert {"queue_control", "queue_control_pause", "live_dashboard", "live_dashboard_state"} <= routes
     assert set(QUEUE_COUNTERS) == {"campaigns"}

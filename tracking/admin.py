@@ -9,6 +9,7 @@ from campaigns.admin_jobs_leads import BoundedCountPaginator, CampaignFilter
 from campaigns_project.admin import ReadOnlyAdminMixin, truncated
 
 from . import selectors, services
+from .admin_sequences import recipient_timeline_html
 from .models import EmailEvent, Link, Recipient, Suppression
 from .states import RecipientStatus
 
@@ -37,6 +38,8 @@ class RecipientAdmin(admin.ModelAdmin):
         "campaign_name",
         "status",
         "mailbox",
+        "sequence_step",
+        "stop_reason",
         "claimed_at",
         "sent_at",
         "first_human_open",
@@ -47,8 +50,12 @@ class RecipientAdmin(admin.ModelAdmin):
     search_fields = ["email", "message_id"]
     raw_id_fields = ["campaign", "lead", "mailbox"]
     show_full_result_count = False
-    readonly_fields = [f.name for f in Recipient._meta.fields]
+    readonly_fields = [f.name for f in Recipient._meta.fields] + ["timeline"]
     actions = ["release_to_pending", "mark_delivered", "mark_failed"]
+
+    @admin.display(description="timeline (steps sent, events, stop)")
+    def timeline(self, recipient: Recipient):
+        return recipient_timeline_html(recipient)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # recipients come from the launcher or the API, which dedupe and suppress

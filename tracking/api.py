@@ -52,6 +52,10 @@ class RecipientSerializer(strict.ModelSerializer):
             "first_clicked_at",
             "first_human_clicked_at",
             "last_error",
+            "sequence_step",
+            "next_send_at",
+            "stopped_at",
+            "stop_reason",
             "created_at",
         ]
         read_only_fields = fields

@@ -5,7 +5,7 @@
 
 from campaigns.urls import CAMPAIGN
 
-from . import api, api_inbound, api_live
+from . import api, api_inbound, api_live, api_sequences
 
 ROUTES = [
     (f"{CAMPAIGN}/recipients", api.RecipientViewSet, "campaign-recipient"),
@@ -14,6 +14,12 @@ ROUTES = [
     (f"{CAMPAIGN}/analytics", api.AnalyticsViewSet, "campaign-analytics"),
     (f"{CAMPAIGN}/progress", api_live.CampaignProgressViewSet, "campaign-progress"),
     ("campaigns/tracking", api.RecipientTrackingViewSet, "tracking-recipient"),
+    # A campaign's sequence: steps, variants, window and stop rules, timelines (tracking/api_sequences.py).
+    (f"{CAMPAIGN}/steps", api_sequences.SequenceStepViewSet, "campaign-steps"),
+    (f"{CAMPAIGN}/variants", api_sequences.StepVariantViewSet, "campaign-variants"),
+    (f"{CAMPAIGN}/timelines", api_sequences.RecipientTimelineViewSet, "campaign-timelines"),
+    (f"{CAMPAIGN}/sequence-settings", api_sequences.SequenceSettingsViewSet, "campaign-sequence-settings"),
+    (f"{CAMPAIGN}/variant-stats", api_sequences.VariantStatsViewSet, "campaign-variant-stats"),
     # One route per provider, each with its own verifier and schema; any other provider is a 404.
     ("webhooks/generic", api.GenericWebhookViewSet, "webhook-generic"),
     ("webhooks/instantly", api.InstantlyWebhookViewSet, "webhook-instantly"),

@@ -20,6 +20,7 @@ class TrackingConfig(AppConfig):
         from . import deliverability, receivers, sending  # noqa: F401  (deliverability: its event receiver)
         from .admin_dashboard import dashboard_urls
         from .admin_panels import campaign_stats_panel
+        from .admin_sequences import campaign_sequence_panel
 
         register(
             job_handlers={JobType.SEND_EMAIL: sending.send_email_job},
@@ -33,4 +34,5 @@ class TrackingConfig(AppConfig):
             deliverability.mailbox_resume_guard
         )
         admin.site.register_campaign_panel("stats", campaign_stats_panel)
+        admin.site.register_campaign_panel("sequence", campaign_sequence_panel)
         admin.site.register_pages("live_dashboard", dashboard_urls)

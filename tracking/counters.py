@@ -10,6 +10,7 @@ Metric names:
 - `recipients.<status>`: recipients that entered that status (sent, failed, bounced, ...).
 - `event.<type>` and `event.<type>.human`: events recorded, all and without machine ones.
 - `unique.<type>` and `unique.<type>.human`: recipients with at least one open / click.
+- `step.<k>.sent`: messages of a sequence's step k sent (`recipients.sent` counts step 1 only).
 """
 
 import random
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
-from .models import CampaignCounter, EmailEvent, Recipient
+from .models import CampaignCounter, EmailEvent, Recipient, StepSend
 from .states import EventType, RecipientStatus
 
 # Concurrent increments of one campaign spread over this many rows per metric, so a burst of
@@ -97,6 +98,8 @@ def counters_derive(*, campaign_id) -> dict[str, int]:
         metrics[key] = metrics.get(key, 0) + row["n"]
         if not row["is_machine"]:
             metrics[f"{key}.human"] = metrics.get(f"{key}.human", 0) + row["n"]
+    steps = StepSend.objects.filter(campaign_id=campaign_id).values_list("step").annotate(n=Count("id"))
+    metrics.update({f"step.{step}.sent": n for step, n in steps})  # a sequence's sends, per step
     return {metric: n for metric, n in metrics.items() if n}
 
 

@@ -14,6 +14,7 @@ from .counters import COUNTER_SHARDS, counters_add
 from .models import EmailEvent, Recipient
 from .receivers import email_events_emit
 from .recipients import recipients_transition, suppression_add
+from .sequences import sequence_on_click, sequence_on_event
 from .sql import seen_statement
 from .states import (
     EVENT_EFFECTS,
@@ -122,6 +123,8 @@ def event_record(
                 "email", "campaign__organization_id"
             )[0]
             suppression_add(organization_id=organization_id, email=email, reason=reason)
+        if with_effects or type not in EVENT_EFFECTS:  # a soft bounce (no effects) stops no sequence
+            sequence_on_event(type=type, recipient_id=row["id"], campaign_id=row["campaign_id"])
         email_events_emit(
             type=type,
             campaign_id=row["campaign_id"],
@@ -178,6 +181,8 @@ def event_record_seen(
         row = cursor.fetchone()
     if row is None:
         return False
+    if type == EventType.CLICK:
+        sequence_on_click(recipient_id=row[0], campaign_id=row[1])
     email_events_emit(
         type=type,
         campaign_id=row[1],

@@ -38,6 +38,13 @@ class Recipient(models.Model):
     first_clicked_at = models.DateTimeField(null=True, blank=True)
     first_human_clicked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The sequence (tracking/sequences.py): the step it is on (being sent, or the last one sent),
+    # when its next step (or a step held for the window) is due, and
+    # whether and why it stopped.
+    sequence_step = models.PositiveSmallIntegerField(default=1, db_default=1)
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=16, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -50,6 +57,10 @@ class Recipient(models.Model):
             models.Index(fields=["message_id"], name="recipient_message_id", condition=~Q(message_id="")),
             # The recipients a send job holds (its recovery) and "stuck in sending" for the admin.
             models.Index(fields=["send_job_id", "claimed_at"], name="recipient_sending", condition=Q(status="sending")),
+            # The sweep that arms recipients whose next step is due.
+            models.Index(
+                fields=["campaign", "next_send_at"], name="recipient_next_send", condition=Q(next_send_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -154,3 +165,4 @@ class CampaignCounter(models.Model):
 from .models_deliverability import DeliverabilityBaseline  # noqa: E402, F401
 from .models_inbound import ImapAccountState  # noqa: E402, F401
 from .models_outbound import WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402, F401
+from .models_sequences import SequenceSettings, SequenceStep, StepSend, StepVariant  # noqa: E402, F401

@@ -24,6 +24,7 @@ from campaigns_project.errors import ApplicationError
 from .counters import COUNTED_STATUSES, counters_add
 from .models import Recipient, Suppression
 from .receivers import email_events_emit
+from .sequences import sequence_resolved_sent, sequence_sent_record
 from .states import (
     RECIPIENT_DELETABLE_STATUSES,
     RecipientStatus,
@@ -90,11 +91,14 @@ def send_jobs_create(*, campaign_id, recipient_count: int, new_recipients: bool 
     return count
 
 
-def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]]) -> int:
+def recipients_mark_sent(
+    *, campaign_id, job_id: int, sent: dict[int, tuple[str, datetime]], variants: dict[int, str] | None = None
+) -> int:
     """Recipients the mail server accepted (id → Message-ID and time) for send job `job_id`, in one
     UPDATE, counted into the stats and the outreach phase in the same transaction. Only from
     `sending` under that job: a recipient marked twice (a journal replayed after a flush) counts
-    once."""
+    once. The sequence records each step sent (and its A/B `variants`) and schedules the next;
+    a follow-up step is not counted again as a recipient sent."""
     if not sent:
         return 0
     with transaction.atomic():
@@ -110,8 +114,11 @@ def recipients_mark_sent(*, campaign_id, job_id: int, sent: dict[int, tuple[str,
                 last_error="",
             )
         if moved:
-            counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved})
-            phase_items_add(campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved, passed=moved)
+            followups = sequence_sent_record(campaign_id=campaign_id, job_id=job_id, ids=list(sent), variants=variants)
+            counters_add(campaign_id=campaign_id, metrics={"recipients.sent": moved - followups})
+            phase_items_add(
+                campaign_id=campaign_id, phase=Phase.OUTREACH, done=moved - followups, passed=moved - followups
+            )
             email_events_emit(
                 type="sent",
                 campaign_id=campaign_id,
@@ -203,11 +210,20 @@ def recipients_add(
 def recipient_delete(*, campaign: Campaign, recipient_id: int, actor=None) -> None:
     """Remove a recipient nothing was sent to. Refused once a send job has claimed it."""
     with transaction.atomic():
-        deleted, _ = campaign.recipients.filter(pk=recipient_id, status__in=RECIPIENT_DELETABLE_STATUSES).delete()
+        # A follow-up armed (pending on step 2 or later) was sent its earlier steps: not removable.
+        removable = campaign.recipients.filter(
+            pk=recipient_id, status__in=RECIPIENT_DELETABLE_STATUSES, sequence_step=1
+        )
+        deleted, _ = removable.delete()
         if not deleted:
             current = campaign.recipients.filter(pk=recipient_id).values_list("status", flat=True).first()
             if current is None:
                 raise Recipient.DoesNotExist
+            if current in RECIPIENT_DELETABLE_STATUSES:
+                raise ApplicationError(
+                    "Cannot remove a recipient its sequence has mailed already (it waits for a later step).",
+                    current_status=current,
+                )
             raise ApplicationError(
                 f"Cannot remove a {current} recipient; only {', '.join(RECIPIENT_DELETABLE_STATUSES)} ones can be.",
                 current_status=current,
@@ -271,6 +287,10 @@ def recipients_resolve(*, recipient_ids: Iterable[int], delivered: bool, actor=N
             )
             resolved += moved
             if delivered:
+                # A follow-up step resolved delivered is recorded as its step, not as a new recipient sent.
+                followups = sequence_resolved_sent(campaign_id=campaign.pk, ids=ids, resolved_at=fields["sent_at"])
+                counters_add(campaign_id=campaign.pk, metrics={"recipients.sent": -followups})
+                moved -= followups
                 phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, done=moved, passed=moved)
             else:
                 phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=moved)

@@ -106,9 +106,10 @@ def _anchor_for_bare_url(match: re.Match) -> str:
     return f'<a href="{url}">{url}</a>{trailing}'
 
 
-def add_tracking(content: Content, *, recipient: Recipient, links: LinkRegistry) -> Content:
+def add_tracking(content: Content, *, recipient: Recipient, links: LinkRegistry, postal_address: str = "") -> Content:
     """Every http(s) link becomes {SITE_URL}/t/c/<token>/<link id>; the open pixel is appended.
-    Our own tracking URLs (an unsubscribe link written in the template) are left alone."""
+    Our own tracking URLs (an unsubscribe link written in the template) are left alone. The
+    footer carries the unsubscribe link and the organization's postal address (CAN-SPAM)."""
     own_prefix = site_url("/t/")
     hrefs = {html.unescape(m.group(3)) for m in _HREF.finditer(content.html)}
     bare = {_split_trailing(m.group(0))[0] for m in _BARE_URL.finditer(content.text)}
@@ -128,14 +129,19 @@ def add_tracking(content: Content, *, recipient: Recipient, links: LinkRegistry)
 
     unsubscribe = site_url(f"/t/u/{recipient.token}")
     pixel = f'<img src="{site_url(f"/t/o/{recipient.token}.gif")}" width="1" height="1" alt="" style="display:none">'
-    footer = f'<p style="font-size:12px;color:#888"><a href="{unsubscribe}">Unsubscribe</a></p>'
+    address = " ".join(postal_address.split())
+    footer = (
+        f'<p style="font-size:12px;color:#888">{escape(address) + "<br>" if address else ""}'
+        f'<a href="{unsubscribe}">Unsubscribe</a></p>'
+    )
     html_body = _HREF.sub(rewrite_href, content.html)
     if "</body>" in html_body.lower():
         cut = html_body.lower().rindex("</body>")
         html_body = html_body[:cut] + footer + pixel + html_body[cut:]
     else:
         html_body = html_body + footer + pixel
-    text = _BARE_URL.sub(rewrite_bare, content.text) + f"\n\n--\nUnsubscribe: {unsubscribe}\n"
+    text = _BARE_URL.sub(rewrite_bare, content.text) + "\n\n--\n" + (f"{address}\n" if address else "")
+    text += f"Unsubscribe: {unsubscribe}\n"
     return Content(subject=content.subject, text=text, html=html_body)
 
 

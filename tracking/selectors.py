@@ -179,16 +179,22 @@ def recipient_for_message_ids(
     only among `organization_id`'s campaigns when given (an organization's own mailbox).
 
     The one place a Message-ID we sent is looked up (inbound mail, the IMAP poller): the
-    Message-IDs of later sequence steps join here as a second source, same order. One query;
-    ids are compared with and without their angle brackets, as providers quote them both ways."""
+    recipient's last message (`Recipient.message_id`) and every sequence step's (`StepSend`), a
+    reply to step 1 after step 2 went out included. Two queries; ids are compared with and without
+    their angle brackets, as providers quote them both ways."""
+    from .models_sequences import StepSend
+
     bare = list(dict.fromkeys(mid.strip().strip("<>").strip() for mid in message_ids if mid and mid.strip("<> ")))
     if not bare:
         return None
     forms = [form for mid in bare for form in (f"<{mid}>", mid)]
     recipients = Recipient.objects.select_related("campaign").filter(message_id__in=forms)
+    steps = StepSend.objects.select_related("recipient__campaign").filter(message_id__in=forms)
     if organization_id is not None:
         recipients = recipients.filter(campaign__organization_id=organization_id)
-    found = {recipient.message_id.strip("<>"): recipient for recipient in recipients}
+        steps = steps.filter(recipient__campaign__organization_id=organization_id)
+    found = {step.message_id.strip("<>"): step.recipient for step in steps}
+    found.update({recipient.message_id.strip("<>"): recipient for recipient in recipients})
     for mid in bare:
         if mid in found:
             return found[mid], f"<{mid}>"

@@ -48,12 +48,12 @@ from integrations.sandbox import failure_injected
 from queue_control.errors import QueuePaused
 from queue_control.guard import call_permit, failure_record, guarded_call
 
-from . import services
+from . import clock, services
 from .counters import counters_read
 from .deliverability import deliverability_check_soon
 from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
 from .mailboxes import mailbox_connection, mailbox_daily_cap, mailbox_gap_bucket, recipients_rotate, seconds_to_next_day
-from .models import Recipient, Suppression
+from .models import Recipient, SequenceSettings, StepSend, Suppression
 from .rendering import (
     SAMPLE_LEAD,
     LinkRegistry,
@@ -62,6 +62,16 @@ from .rendering import (
     lead_context,
     recipient_context,
     render_content,
+)
+from .sequences import (
+    sequence_arm_due,
+    sequence_pick_winners,
+    sequence_plan,
+    sequence_waiting,
+    sequence_window_closed,
+    sequence_window_held,
+    sequence_window_hold,
+    thread_of,
 )
 from .states import RecipientStatus
 
@@ -265,9 +275,18 @@ def _recipients_insert_select(campaign: Campaign) -> int:
 def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     """Every send job is final. Pending recipients left (a 4xx, a released batch) get more jobs,
     unless they used all their attempts; recipients still in `sending` wait for an operator; a
-    campaign that sent nothing though it tried fails; otherwise outreach is done."""
+    campaign that sent nothing though it tried fails; otherwise outreach is done.
+
+    A sequence first arms the recipients whose next step is due (tracking/sequences.py), and the
+    phase waits while any recipient waits for a later step or its sending window: the sweeper asks
+    again every ENGINE_SWEEP_SECONDS, so nothing is parked in the broker."""
+    sequence_pick_winners(campaign=campaign)
+    sequence_arm_due(campaign=campaign)
+    now = clock.now()
     status_counts = dict(
         Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.PENDING, RecipientStatus.SENDING))
+        .exclude(status=RecipientStatus.PENDING, next_send_at__gt=now)
+        .exclude(status=RecipientStatus.PENDING, stopped_at__isnull=False)
         .values_list("status")
         .annotate(n=Count("pk"))
     )
@@ -275,7 +294,12 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
         exhausted = services.recipients_transition(
             campaign_id=campaign.pk,
             to_status=RecipientStatus.FAILED,
-            where=Q(status=RecipientStatus.PENDING, send_attempts__gte=settings.RECIPIENT_MAX_SEND_ATTEMPTS),
+            where=Q(
+                status=RecipientStatus.PENDING,
+                send_attempts__gte=settings.RECIPIENT_MAX_SEND_ATTEMPTS,
+                stopped_at__isnull=True,
+            )
+            & (Q(next_send_at__isnull=True) | Q(next_send_at__lte=now)),  # the ones counted above
             last_error=f"Not sent: gave up after {settings.RECIPIENT_MAX_SEND_ATTEMPTS} attempts.",
         )
         phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, failed=exhausted)
@@ -290,6 +314,13 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
             f"Waiting for an operator: {uncertain} recipient{'s' if uncertain != 1 else ''} in sending, "
             f"delivery uncertain (a hand-over was cut off). Check the mail server's log, then release "
             f"them to be sent again, or mark them sent or failed.",
+        )
+    waiting, first_due = sequence_waiting(campaign=campaign)
+    if waiting:
+        return OutreachOutcome(
+            OutreachOutcome.WAITING,
+            f"Sequence: {waiting} recipient{'s' if waiting != 1 else ''} waiting for a later step or the sending "
+            f"window; the next is due at {first_due:%Y-%m-%d %H:%M} UTC.",
         )
     counts = counters_read(campaign_id=campaign.pk)
     sent, failed, bounced = (
@@ -332,16 +363,22 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
     table = Recipient._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
     claimed_at = Recipient._meta.get_field("claimed_at").get_db_prep_value(timezone.now(), db)
+    due = Recipient._meta.get_field("next_send_at").get_db_prep_value(clock.now(), db)
     campaign = Recipient._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, db)
-    # Only the model's table name and a fixed clause are formatted in; every value is a parameter.
+    step_send = StepSend._meta.db_table
+    # Only the model's table names and a fixed clause are formatted in; every value is a parameter.
+    # A sequence's recipient is claimed only when its step is due, it has not stopped, and that
+    # step was never recorded sent to it (the unique StepSend row, checked here before SMTP).
     sql = (
-        f"WITH claim AS MATERIALIZED (SELECT id FROM {table} WHERE campaign_id = %s AND status = %s "  # noqa: S608
-        f"AND send_attempts < %s ORDER BY id LIMIT %s{skip_locked}) "
+        f"WITH claim AS MATERIALIZED (SELECT id FROM {table} r WHERE campaign_id = %s AND status = %s "  # noqa: S608
+        f"AND send_attempts < %s AND stopped_at IS NULL AND (next_send_at IS NULL OR next_send_at <= %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step) "
+        f"ORDER BY id LIMIT %s{skip_locked}) "
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
     )
     pending, sending = RecipientStatus.PENDING, RecipientStatus.SENDING
-    params = [campaign, pending, settings.RECIPIENT_MAX_SEND_ATTEMPTS, limit, sending, claimed_at, job_id]
+    params = [campaign, pending, settings.RECIPIENT_MAX_SEND_ATTEMPTS, due, limit, sending, claimed_at, job_id]
     with db.cursor() as cursor:
         cursor.execute(sql, [*params, pending])
         return sorted(row[0] for row in cursor.fetchall())
@@ -363,28 +400,40 @@ def send_email_job(*, job: Job) -> dict:
     # No more than the campaign's rate lets this task send within its budget.
     rate = campaign.send_rate_per_minute / 60.0
     limit = min(settings.SEND_BATCH_SIZE, max(1, math.ceil(rate * settings.ENGINE_TASK_BUDGET_SECONDS)))
+    rules = SequenceSettings.objects.filter(campaign=campaign).first()  # the window, one query
+    if sequence_window_closed(campaign=campaign, rules=rules):
+        journal_close(job.pk)
+        return {**job.result, "claimed": 0, "sent": 0}
     ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
+    ids = sequence_window_hold(job_id=job.pk, ids=ids, rules=rules)
     if not ids:
         journal_close(job.pk)
         return {**job.result, "claimed": 0, "sent": 0}
-    return SendBatch(job, campaign).run(ids)
+    return SendBatch(job, campaign, rules=rules).run(ids)
 
 
 class SendBatch:
     """One SMTP connection, the claimed recipients in id order, the gate and the campaign's rate
     limit before each message, the journal before each commit, results flushed set-based."""
 
-    def __init__(self, job: Job, campaign: Campaign) -> None:
+    def __init__(self, job: Job, campaign: Campaign, *, rules: SequenceSettings | None = None) -> None:
         self.job = job
         self.campaign = campaign
         self.bucket = _send_bucket(campaign)
         self.heartbeat = Heartbeat(job)
         self.deadline = monotonic() + settings.ENGINE_TASK_BUDGET_SECONDS
+        self.plan = sequence_plan(campaign=campaign, rules=rules)  # steps, variants: read once per batch
+        if self.plan.undecided() and sequence_pick_winners(campaign=campaign, rules=self.plan.rules):
+            self.plan = sequence_plan(campaign=campaign, rules=self.plan.rules)  # the winner from now on
+        self.postal_address = campaign.organization.postal_address
+        self.threads: dict[int, list[tuple[int, str, str]]] = {}  # earlier steps sent, per recipient
         self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database
+        self.variants: dict[int, str] = {}  # the A/B variant each accepted message was
         self.untouched: set[int] = set()  # claimed, never committed: safe to release
         self.result = {key: int(job.result.get(key, 0)) for key in ("claimed", "sent", "failed", "bounced")}
         self.mailbox: Mailbox | None = None
         self.gap_bucket: TokenBucket | None = None
+        self.window_closed = False  # the sending window closed under the batch: nothing more is sent
 
     def run(self, ids: list[int]) -> dict:
         self.result["claimed"] += len(ids)
@@ -398,6 +447,8 @@ class SendBatch:
             .order_by("id")
         )
         self.untouched = {recipient.pk for recipient in recipients}
+        follow_ups = [recipient.pk for recipient in recipients if recipient.sequence_step > 1]
+        self.threads = thread_of(recipient_ids=follow_ups) if follow_ups else {}
         links = LinkRegistry(self.campaign.pk)
         # One connection per sender mailbox (recipients without one: the settings' SMTP).
         by_mailbox: dict[int | None, list[Recipient]] = {}
@@ -408,6 +459,8 @@ class SendBatch:
         self.next_control = self.last_flush = monotonic()
         try:
             for group in by_mailbox.values():
+                if self.window_closed:  # the other mailboxes' recipients went back to pending too
+                    break
                 try:
                     self._send_from(group[0].mailbox, group, links)
                 except MailboxCapped as exc:
@@ -444,7 +497,13 @@ class SendBatch:
                 if monotonic() >= self.next_control:
                     self._control()
                     self.next_control = monotonic() + CONTROL_SECONDS
-                message, message_id = self._message(recipient, links, connection)
+                    if sequence_window_held(job_id=self.job.pk, ids=self.untouched, rules=self.plan.rules):
+                        # The window closed under the batch: every recipient not handed over yet,
+                        # of this mailbox and of the others, went back to wait for its opening.
+                        self.untouched.clear()
+                        self.window_closed = True
+                        break
+                message, message_id, variant = self._message(recipient, links, connection)
                 entries = [entry for entry in (self.journal_entry, f"b:{recipient.pk}") if entry]
                 try:
                     refusal = smtp_handover(
@@ -461,7 +520,8 @@ class SendBatch:
                 self.untouched.discard(recipient.pk)
                 self.journal_entry = ""
                 if refusal is None:
-                    self.sent[recipient.pk] = (message_id, timezone.now())
+                    self.sent[recipient.pk] = (message_id, clock.now())
+                    self.variants[recipient.pk] = variant
                     self.journal_entry = f"s:{recipient.pk}:{message_id}"
                     transient_in_a_row = 0
                 elif refusal.transient:
@@ -541,16 +601,29 @@ class SendBatch:
             sleep(permit.wait)
 
     def _message(self, recipient: Recipient, links: LinkRegistry, connection):
+        """The message of the recipient's current step (and A/B variant); a follow-up sent in
+        the same thread answers the previous step's Message-ID. The envelope is build_message's,
+        the same for every step."""
+        step = recipient.sequence_step
+        thread = self.threads.get(recipient.pk, [])
+        if step > 1 and step not in self.plan.steps:
+            raise PermanentJobError(f"Step {step} of the sequence no longer exists.")
+        templates, variant = self.plan.templates_for(recipient.pk, step, {s: v for s, v, _ in thread})
         try:
             content = add_tracking(
-                render_content(campaign=self.campaign, context=recipient_context(recipient)),
+                render_content(campaign=templates, context=recipient_context(recipient)),
                 recipient=recipient,
                 links=links,
+                postal_address=self.postal_address,
             )
         except ValidationError as exc:
             raise PermanentJobError(f"Cannot render the campaign's templates: {exc.messages}") from exc
         message = build_message(campaign=self.campaign, content=content, to=recipient.email, recipient=recipient)
-        return message, message.message_id
+        earlier = [message_id for _, _, message_id in thread if message_id]
+        if step > 1 and self.plan.steps[step].same_thread and earlier:
+            message.headers["In-Reply-To"] = earlier[-1]
+            message.headers["References"] = " ".join(earlier)
+        return message, message.message_id, variant
 
     def _refused(self, recipient: Recipient, refusal: Refusal) -> None:
         hard = is_hard_bounce(refusal.code, refusal.reply)
@@ -563,10 +636,10 @@ class SendBatch:
             return
         with transaction.atomic():
             self.result["sent"] += services.recipients_mark_sent(
-                campaign_id=self.campaign.pk, job_id=self.job.pk, sent=self.sent
+                campaign_id=self.campaign.pk, job_id=self.job.pk, sent=self.sent, variants=self.variants
             )
             job_checkpoint(self.job, **self.result)
-        self.sent = {}
+        self.sent, self.variants = {}, {}
         self.heartbeat.last = monotonic()
         # More sends can take a figure over its minimum: the guard looks again (throttled).
         deliverability_check_soon(campaign_id=self.campaign.pk, mailbox_id=self.mailbox.pk if self.mailbox else None)

@@ -40,7 +40,8 @@ RECIPIENT_TRANSITIONS: dict[str, tuple[str, ...]] = {
     # -> pending: a 4xx or a lost connection before this recipient was handed to SMTP.
     # A bounce may arrive for a recipient whose "sent" mark was lost with its worker.
     R.SENDING: (R.SENT, R.PENDING, R.FAILED, R.BOUNCED, R.UNSUBSCRIBED, R.COMPLAINED),
-    R.SENT: (R.BOUNCED, R.UNSUBSCRIBED, R.COMPLAINED),
+    # -> pending: armed for the next step of its sequence (tracking/sequences.py).
+    R.SENT: (R.PENDING, R.BOUNCED, R.UNSUBSCRIBED, R.COMPLAINED),
     R.UNSUBSCRIBED: (R.COMPLAINED,),  # a complaint is the stronger fact
     R.FAILED: (),
     R.BOUNCED: (),

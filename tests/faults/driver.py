@@ -4,6 +4,7 @@ operator resetting breakers and resuming the queue, and a report of what the dat
 Each command prints one JSON line.
 
     driver.py campaigns 3 120     # three CSV campaigns of 120 leads each, started
+    driver.py sequences 2 60      # two such campaigns with a follow-up step due at once, started
     driver.py resume              # every open breaker reset, then the queue resumed
     driver.py resolve a@x,b@y <id> ...  # the operator resolves recipients stuck in sending
     driver.py report <id> ...     # each campaign's figures
@@ -30,11 +31,11 @@ from campaigns.csv_import import leads_import_csv  # noqa: E402
 from campaigns.models import Campaign, CampaignPhase, Job, Lead, Organization  # noqa: E402
 from queue_control.selectors import breakers_not_closed, queue_status  # noqa: E402
 from queue_control.services import breaker_reset, queue_resume  # noqa: E402
-from tracking.models import Recipient  # noqa: E402
+from tracking.models import Recipient, SequenceStep  # noqa: E402
 from tracking.services import recipients_release, recipients_resolve  # noqa: E402
 
 
-def campaigns(count: str, leads: str) -> dict:
+def campaigns(count: str, leads: str, follow_up: bool = False) -> dict:
     org, _ = Organization.objects.get_or_create(slug="faults", defaults={"name": "Faults"})
     ids = []
     for number in range(int(count)):
@@ -53,9 +54,15 @@ def campaigns(count: str, leads: str) -> dict:
             local = f"bad.p{i}" if i % 10 == 0 else f"p{i}"
             rows.append(f"{local}@{domain},P{i},Company {number}")
         leads_import_csv(campaign_id=campaign.pk, file=io.BytesIO("\n".join(rows).encode()), file_name="f.csv")
+        if follow_up:  # step 2, due as soon as step 1 went out: the sweeper arms it
+            SequenceStep.objects.create(campaign=campaign, number=2, delay_days=0, body_template="Following up")
         services.campaign_start(campaign_id=campaign.pk)
         ids.append(str(campaign.pk))
     return {"ids": ids}
+
+
+def sequences(count: str, leads: str) -> dict:
+    return campaigns(count, leads, follow_up=True)
 
 
 def resume() -> dict:
@@ -121,5 +128,5 @@ def report(*ids: str) -> dict:
 
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    commands = {"campaigns": campaigns, "resume": resume, "resolve": resolve, "report": report}
+    commands = {"campaigns": campaigns, "sequences": sequences, "resume": resume, "resolve": resolve, "report": report}
     print(json.dumps(commands[command](*arguments)))

@@ -106,6 +106,21 @@ def test_a_reply_is_matched_by_in_reply_to_and_recorded_as_a_reply(relay, erin, 
     assert counters_read(campaign_id=erin.campaign_id).get("event.reply") == 1
 
 
+def test_a_reply_to_an_earlier_sequence_step_is_matched_by_that_steps_message_id(relay, erin):
+    from tracking.models_sequences import StepSend
+
+    # Step 2 went out since (its Message-ID is the recipient's last); the reply answers step 1.
+    StepSend.objects.create(
+        recipient=erin, campaign=erin.campaign, step=1, message_id="<step1.erin@acme.example>", sent_at=timezone.now()
+    )
+    Recipient.objects.filter(pk=erin.pk).update(message_id="<step2.erin@acme.example>")
+
+    answer = post(relay, mail(In_Reply_To="<step1.erin@acme.example>")).json()
+
+    assert (answer["recorded"], answer["type"], answer["recipient_id"]) == (True, "reply", erin.pk)
+    assert Recipient.objects.get(pk=erin.pk).stopped_at is not None  # a reply stops the sequence
+
+
 def test_a_reply_is_matched_by_references_the_newest_of_ours_first(relay, erin, frank):
     # No In-Reply-To (some clients drop it); References lists the thread oldest first.
     raw = mail(References=f"<unrelated@elsewhere.example> {frank.message_id} {SENT_ID}")

@@ -121,6 +121,13 @@ def test_a_recipient_already_claimed_cannot_be_removed(alice_client, campaign):
     assert Recipient.objects.exists()
 
 
+def test_a_recipient_waiting_for_a_later_step_cannot_be_removed(alice_client, campaign):
+    recipient = Recipient.objects.create(campaign=campaign, email="p@example.org", sequence_step=2)
+    response = alice_client.delete(url(campaign, f"/{recipient.pk}"))
+    assert response.status_code == 409 and "sequence has mailed" in response.json()["detail"]
+    assert Recipient.objects.exists()
+
+
 def test_removing_an_unknown_recipient_is_a_404(alice_client, campaign, other_campaign):
     foreign = Recipient.objects.create(campaign=other_campaign, email="p@example.org")
     assert alice_client.delete(url(campaign, f"/{foreign.pk}")).status_code == 404

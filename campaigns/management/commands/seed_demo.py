@@ -1,6 +1,7 @@
 import os
 import secrets
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -9,6 +10,20 @@ from rest_framework.authtoken.models import Token
 from campaigns.mailboxes import mailbox_create
 from campaigns.models import Campaign, Mailbox, Membership, Organization
 from campaigns.services import campaign_create
+
+DEMO_POSTAL_ADDRESS = "Demo Org, 1 Example Street, 10115 Berlin, Germany"
+# The demo sequence after step 1 (the campaign's own message): (delay in business days, same
+# thread, subject, body). A blank subject in the same thread is "Re: <the previous subject>".
+DEMO_FOLLOW_UPS = [
+    (2, True, "", "Hi {{ first_name }}, just bumping this up in case it got buried. Worth a quick chat?\n"),
+    (
+        4,
+        False,
+        "Closing the loop, {{ first_name }}",
+        "Hi {{ first_name }},\n\nI will not write again about this. If timing is better later, "
+        "https://example.com/book is always open.\n",
+    ),
+]
 
 DEMO_CAMPAIGNS = [
     ("Berlin CTOs", "https://app.apollo.io/#/people?personTitles[]=cto&personLocations[]=Berlin"),
@@ -46,6 +61,9 @@ class Command(BaseCommand):
         user.save()
         token, _ = Token.objects.get_or_create(user=user)
         org, _ = Organization.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
+        if not org.postal_address:
+            org.postal_address = DEMO_POSTAL_ADDRESS  # every message's footer carries it
+            org.save(update_fields=["postal_address"])
         Membership.objects.get_or_create(user=user, organization=org, defaults={"role": Membership.Role.OWNER})
         created = 0
         for name, url in DEMO_CAMPAIGNS:
@@ -66,8 +84,9 @@ class Command(BaseCommand):
                 )
                 created += 1
         mailboxes = self.sandbox_mailboxes(org)
+        steps = sum(self._follow_ups(campaign) for campaign in Campaign.objects.alive().filter(organization=org))
         return (
-            f"Demo organization '{org.slug}' with {created} new campaign(s).\n"
+            f"Demo organization '{org.slug}' with {created} new campaign(s) ({steps} follow-up step(s) added).\n"
             f"Sandbox mailboxes of '{DEMO_CAMPAIGNS[0][0]}': {mailboxes}\n"
             f"Admin user: {username}  password: {password or '(unchanged)'}\n"
             f"API token: {token.key}"
@@ -101,3 +120,23 @@ class Command(BaseCommand):
                 mailbox.campaigns.add(campaign)
             names.append(f"{name} (127.0.0.1:{port})")
         return ", ".join(names)
+
+    def _follow_ups(self, campaign: Campaign) -> int:
+        """The demo sequence's steps 2 and 3, unless the campaign has steps already. By the app
+        registry, not an import: the campaigns app stays below tracking."""
+        step_model = apps.get_model("tracking", "SequenceStep")
+        if step_model.objects.filter(campaign=campaign).exists():
+            return 0
+        for number, (delay, same_thread, subject, body) in enumerate(DEMO_FOLLOW_UPS, start=2):
+            step = step_model(
+                campaign=campaign,
+                number=number,
+                delay_days=delay,
+                business_days=True,
+                same_thread=same_thread,
+                subject_template=subject,
+                body_template=body,
+            )
+            step.full_clean()
+            step.save()
+        return len(DEMO_FOLLOW_UPS)
