@@ -276,7 +276,8 @@ def recipients_resolve(*, recipient_ids: Iterable[int], delivered: bool, actor=N
     label = actor.get_username() if actor is not None else "system"
     for campaign in campaigns:  # one UPDATE per campaign: the counters are per campaign
         with transaction.atomic():
-            fields = {"sent_at": timezone.now(), "last_error": ""} if delivered else {}
+            now = timezone.now()
+            fields = {"sent_at": now, "last_error": ""} if delivered else {}
             moved = recipients_transition(
                 campaign_id=campaign.pk,
                 to_status=target,
@@ -288,7 +289,7 @@ def recipients_resolve(*, recipient_ids: Iterable[int], delivered: bool, actor=N
             resolved += moved
             if delivered:
                 # A follow-up step resolved delivered is recorded as its step, not as a new recipient sent.
-                followups = sequence_resolved_sent(campaign_id=campaign.pk, ids=ids, resolved_at=fields["sent_at"])
+                followups = sequence_resolved_sent(campaign_id=campaign.pk, ids=ids, resolved_at=now)
                 counters_add(campaign_id=campaign.pk, metrics={"recipients.sent": -followups})
                 moved -= followups
                 phase_items_add(campaign_id=campaign.pk, phase=Phase.OUTREACH, done=moved, passed=moved)
