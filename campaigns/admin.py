@@ -11,7 +11,17 @@ from django.views.decorators.http import require_POST
 from campaigns_project.errors import ApplicationError
 
 from . import admin_jobs_leads, services
-from .models import Campaign, CampaignEvent, Membership, Organization
+from .models import (
+    CAMPAIGN_EMAIL_FIELDS,
+    CAMPAIGN_IDENTITY_FIELDS,
+    CAMPAIGN_PAUSE_FIELDS,
+    CAMPAIGN_SOURCE_FIELDS,
+    CAMPAIGN_TIMESTAMP_FIELDS,
+    Campaign,
+    CampaignEvent,
+    Membership,
+    Organization,
+)
 from .selectors import campaign_progress
 from .states import (
     CAMPAIGN_ACTIONS,
@@ -98,17 +108,14 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [CampaignEventInline]
     readonly_fields = [*services.STATE_FIELDS, "progress_display", "pause_cause_display"]  # only services move state
     fieldsets = [
-        (None, {"fields": ["organization", "name", "description"]}),
+        (None, {"fields": CAMPAIGN_IDENTITY_FIELDS}),
         (
             "State",
             {
                 "fields": [
                     "status",
                     "pause_cause_display",
-                    "pause_kind",
-                    "pause_service",
-                    "pause_mailbox",
-                    "pause_figure",
+                    *CAMPAIGN_PAUSE_FIELDS,
                     "phase",
                     "progress_display",
                     "status_message",
@@ -116,37 +123,9 @@ class CampaignAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Lead source", {"fields": ["search_url", "lead_count", "file_name", "total_records"]}),
-        (
-            "Email",
-            {
-                "fields": [
-                    "channel",
-                    "from_name",
-                    "from_email",
-                    "reply_to",
-                    "subject_template",
-                    "body_template",
-                    "send_rate_per_minute",
-                    "instantly_campaign_id",
-                ]
-            },
-        ),
-        (
-            "Timestamps",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "created_at",
-                    "updated_at",
-                    "started_at",
-                    "paused_at",
-                    "completed_at",
-                    "failed_at",
-                    "cancelled_at",
-                ],
-            },
-        ),
+        ("Lead source", {"fields": CAMPAIGN_SOURCE_FIELDS}),
+        ("Email", {"fields": CAMPAIGN_EMAIL_FIELDS}),
+        ("Timestamps", {"classes": ["collapse"], "fields": CAMPAIGN_TIMESTAMP_FIELDS}),
     ]
 
     @admin.display(description="pause cause", ordering="pause_kind")

@@ -23,7 +23,15 @@ from campaigns_project.filters import FilterSet, IsoDateTimeFilter
 from . import selectors, services
 from .api_base import CanOperateOrganization
 from .jobs import job_counts
-from .models import Campaign, CampaignEvent, Organization
+from .models import (
+    CAMPAIGN_EMAIL_FIELDS,
+    CAMPAIGN_IDENTITY_FIELDS,
+    CAMPAIGN_SOURCE_FIELDS,
+    CAMPAIGN_TIMESTAMP_FIELDS,
+    Campaign,
+    CampaignEvent,
+    Organization,
+)
 from .pipeline import campaign_lead_stats
 from .selectors import NOT_SYNCED_YET, instantly_analytics_get
 from .states import (
@@ -115,9 +123,7 @@ class CampaignSerializer(strict.ModelSerializer):
         model = Campaign
         fields = [
             "id",
-            "organization",
-            "name",
-            "description",
+            *CAMPAIGN_IDENTITY_FIELDS,
             "status",
             "pause_reason",
             "pause",
@@ -128,26 +134,9 @@ class CampaignSerializer(strict.ModelSerializer):
             "status_error",
             "allowed_transitions",
             "allowed_actions",
-            "search_url",
-            "lead_count",
-            "file_name",
-            "total_records",
-            "instantly_campaign_id",
-            "channel",
-            "from_name",
-            "from_email",
-            "reply_to",
-            "subject_template",
-            "body_template",
-            "send_rate_per_minute",
-            "created_at",
-            "updated_at",
-            "scheduled_at",
-            "started_at",
-            "paused_at",
-            "completed_at",
-            "failed_at",
-            "cancelled_at",
+            *CAMPAIGN_SOURCE_FIELDS,
+            *CAMPAIGN_EMAIL_FIELDS,
+            *CAMPAIGN_TIMESTAMP_FIELDS,
         ]
         read_only_fields = [f for f in services.STATE_FIELDS if f != "deleted_at"] + ["id"]
 

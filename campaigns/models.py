@@ -126,6 +126,46 @@ class Campaign(models.Model):
         )
 
 
+# The Campaign's fields in the groups every reader shows them in (the API's serializer, the admin's
+# fieldsets, the services' rule of what an update may change): written once, here.
+CAMPAIGN_IDENTITY_FIELDS = ("organization", "name", "description")
+CAMPAIGN_PAUSE_FIELDS = ("pause_kind", "pause_service", "pause_mailbox", "pause_figure")
+CAMPAIGN_SOURCE_FIELDS = ("search_url", "lead_count", "file_name", "total_records")
+CAMPAIGN_EMAIL_FIELDS = (
+    "channel",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "subject_template",
+    "body_template",
+    "send_rate_per_minute",
+    "instantly_campaign_id",
+)
+CAMPAIGN_TIMESTAMP_FIELDS = (
+    "created_at",
+    "updated_at",
+    "scheduled_at",
+    "started_at",
+    "paused_at",
+    "completed_at",
+    "failed_at",
+    "cancelled_at",
+)
+# Fields describing state: only services move them, never an update request.
+CAMPAIGN_STATE_FIELDS = (
+    "status",
+    *CAMPAIGN_PAUSE_FIELDS,
+    "phase",
+    "status_message",
+    "status_error",
+    *CAMPAIGN_TIMESTAMP_FIELDS,
+    "deleted_at",
+    "instantly_campaign_id",
+    "file_name",
+    "total_records",
+)
+
+
 class CampaignEvent(models.Model):
     """Append-only history of a campaign's transitions: who, from what, to what, why, when."""
 

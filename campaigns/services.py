@@ -9,7 +9,7 @@ from campaigns_project.errors import ApplicationError
 from queue_control.selectors import open_breakers, queue_is_active
 
 from .dispatch import campaigns_kick
-from .models import Campaign, Job, Organization
+from .models import CAMPAIGN_STATE_FIELDS, Campaign, Job, Organization
 from .pipeline import pipeline_cancel, pipeline_start
 from .states import (
     CAMPAIGN_ACTIONS,
@@ -23,29 +23,7 @@ from .transitions import campaign_act, campaign_event_record
 
 # Fields an operator sets once at creation; everything else about a campaign is content or state.
 IMMUTABLE_FIELDS = ("organization",)
-# Fields describing state: only services move them, never an update request.
-STATE_FIELDS = (
-    "status",
-    "pause_kind",
-    "pause_service",
-    "pause_mailbox",
-    "pause_figure",
-    "phase",
-    "status_message",
-    "status_error",
-    "created_at",
-    "updated_at",
-    "scheduled_at",
-    "started_at",
-    "paused_at",
-    "completed_at",
-    "failed_at",
-    "cancelled_at",
-    "deleted_at",
-    "instantly_campaign_id",
-    "file_name",
-    "total_records",
-)
+STATE_FIELDS = CAMPAIGN_STATE_FIELDS  # only services move them, never an update request
 
 
 def campaign_create(*, organization: Organization, actor=None, **fields: Any) -> Campaign:
