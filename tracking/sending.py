@@ -162,8 +162,10 @@ def smtp_open(connection) -> None:
 
 def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
     """Hand one single-recipient message over an open connection; None when the server accepted
-    it. `before_commit()` runs right before the end of DATA: if it raises, the connection is
-    dropped without committing, and the server discards the message.
+    it. `before_commit()` runs after the DATA command is sent, while the server answers it, and
+    before any content or the end of DATA: if it raises, the connection is dropped without
+    committing, and the server discards the message. (Its round trip, the commit permit in Redis,
+    overlaps the DATA command's instead of adding one per message.)
 
     Speaks the SMTP dialogue itself (smtplib's sendmail sends the content and its final "." in
     one step) so that the instant of commitment is known. Backends without an SMTP connection
@@ -191,7 +193,21 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
         if code not in (250, 251):
             smtp.rset()
             return Refusal(code, _text(reply))
-        code, reply = smtp.docmd("data")
+        smtp.putcmd("data")  # its answer is read after before_commit: the two round trips overlap
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _provider_error(exc, delivery_uncertain=False) from exc
+    if before_commit is not None:
+        try:
+            before_commit()
+        except BaseException:
+            # No content and no end of DATA: nothing is delivered. The socket is dropped, not QUIT:
+            # after DATA a QUIT would be read as content, and wait for the timeout.
+            with contextlib.suppress(Exception):
+                smtp.close()
+            connection.connection = None
+            raise
+    try:
+        code, reply = smtp.getreply()
         if code != 354:
             smtp.rset()
             return Refusal(code, _text(reply))
@@ -199,16 +215,6 @@ def smtp_handover(connection, message, *, before_commit=None) -> Refusal | None:
         smtp.send(content if content.endswith(b"\r\n") else content + b"\r\n")
     except (smtplib.SMTPException, OSError) as exc:
         raise _provider_error(exc, delivery_uncertain=False) from exc
-    if before_commit is not None:
-        try:
-            before_commit()
-        except BaseException:
-            # No end of DATA: nothing is delivered. The socket is dropped, not QUIT: in the middle
-            # of DATA a QUIT would be read as content, and wait for the timeout.
-            with contextlib.suppress(Exception):
-                smtp.close()
-            connection.connection = None
-            raise
     try:
         smtp.send(b".\r\n")
         code, reply = smtp.getreply()
@@ -569,7 +575,7 @@ class SendBatch:
             raise JobStopped(reason)
 
     def _commit_permit(self, entries: list[str]) -> None:
-        """Right before a message's end of DATA: the gate, the smtp breaker (or the mailbox's),
+        """Before a message's content and end of DATA: the gate, the smtp breaker (or the mailbox's),
         the campaign's rate limit, the mailbox's daily cap and minimum gap, and the journal entry
         saying the commit begins, in one round trip. Refused, the message is not committed
         (smtp_handover drops the connection without the end of DATA)."""
