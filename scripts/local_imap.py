@@ -14,6 +14,7 @@ as any other user, everything runs as that user, without chroot.
 
 import argparse
 import grp
+import hashlib
 import os
 import pwd
 import shutil
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +36,12 @@ def available() -> bool:
 
 def configure(root: Path, *, port: int, password: str, user: str = USER, extra: str = "") -> Path:
     """Write the config, the passwd file and the directories; returns the config's path."""
-    for name in ("run", "state", "mail"):
+    for name in ("state", "mail"):
         (root / name).mkdir(parents=True, exist_ok=True)
+    # Dovecot's unix sockets live in base_dir, and a socket path has at most 107 bytes: a deep root
+    # (a test's tmp_path under pytest-xdist) would pass it. So base_dir is short, one per root.
+    run_dir = Path(tempfile.gettempdir()) / f"cbo-imap-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+    run_dir.mkdir(mode=0o755, exist_ok=True)
     passwd = root / "passwd"
     passwd.write_text(f"{user}:{{PLAIN}}{password}\n")
     passwd.chmod(0o600)
@@ -55,7 +61,7 @@ def configure(root: Path, *, port: int, password: str, user: str = USER, extra: 
     my_group = grp.getgrgid(os.getegid()).gr_name
     config = root / "dovecot.conf"
     config.write_text(f"""
-base_dir = {root}/run
+base_dir = {run_dir}
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap

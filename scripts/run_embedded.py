@@ -85,6 +85,9 @@ def checkout_env() -> dict[str, str]:
         "EMAIL_FILE_PATH": pick("EMAIL_FILE_PATH", str(RUN_DIR / "mail")),
         # The embedded SMTP sink the demo's sandbox mailboxes send to (scripts/smtp_sink.py).
         "SMTP_SINK_PORT": pick("SMTP_SINK_PORT", str(free_port())),
+        # The demo campaigns have 20 leads: the deliverability guard judges them after 10 sends
+        # (100 in production), so a burst of bounces shows its pause here too.
+        "DELIVERABILITY_MIN_SENDS": pick("DELIVERABILITY_MIN_SENDS", "10"),
         # The Redis the operator asked for; REDIS_URL below is the one in use (maybe embedded).
         "MAKE_RUN_REDIS_URL": os.environ.get("REDIS_URL") or saved.get("MAKE_RUN_REDIS_URL") or DEFAULT_REDIS_URL,
     }

@@ -375,10 +375,14 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
     # Only the model's table names and a fixed clause are formatted in; every value is a parameter.
     # A sequence's recipient is claimed only when its step is due, it has not stopped, and that
     # step was never recorded sent to it (the unique StepSend row, checked here before SMTP).
+    # OFFSET 0 keeps that check a per-row probe of StepSend's unique index: as an anti-join, with
+    # statistics taken while StepSend was small (a campaign's first minutes, autovacuum behind),
+    # PostgreSQL scanned the whole index per candidate row, 2.3 s per claim at 18,000 rows.
     sql = (
         f"WITH claim AS MATERIALIZED (SELECT id FROM {table} r WHERE campaign_id = %s AND status = %s "  # noqa: S608
         f"AND send_attempts < %s AND stopped_at IS NULL AND (next_send_at IS NULL OR next_send_at <= %s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step) "
+        f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step "
+        f"OFFSET 0) "
         f"ORDER BY id LIMIT %s{skip_locked}) "
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"

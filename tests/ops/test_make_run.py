@@ -1,6 +1,7 @@
 """`make run`'s runner end to end: embedded Redis, SQLite, web + worker + beat, a demo campaign
 started through the API sends step 1 of its sequence and waits for step 2, a reply (inbound
-endpoint, local IMAP mailbox) stops that lead, the README's commands work beside it with no
+endpoint, local IMAP mailbox) stops that lead, a burst of bounces pauses the campaign with the
+cause `deliverability`, the README's commands work beside it with no
 variable set by hand, and Ctrl-C stops every process. A restart after reset_state gives the
 product back, with the same admin password."""
 
@@ -162,6 +163,20 @@ def test_the_embedded_run_and_the_commands_beside_it(tmp_path):
                 break
             time.sleep(0.2)
         assert stats["replies"] == 2, "the reply in the local IMAP mailbox was not read"
+
+        # A burst of bounces: the deliverability guard pauses the campaign, naming the figure
+        # (make run judges after 10 sends), and nothing resumes it by itself.
+        others = run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/recipients/?status=sent").json()["results"]
+        for recipient in [r for r in others if r["id"] != sent["id"]][:3]:
+            bounced = run.api.post(f"/api/v1/campaigns/tracking/{recipient['id']}/bounce/", json={})
+            assert bounced.status_code == 201, bounced.text
+        for _ in range(100):
+            status = run.api.get(f"/api/v1/campaigns/{campaigns[0]['id']}/").json()
+            if status["status"] == "paused":
+                break
+            time.sleep(0.2)
+        assert (status["status"], status["pause"]["kind"]) == ("paused", "deliverability"), status
+        assert "bounce" in status["pause"]["figure"], status
 
         # The README's commands, with nothing set by hand, reach the same database and Redis.
         cleanup = manage(tmp_path, "cleanup_jobs", "--days", "0", "--dry-run")
