@@ -368,6 +368,7 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
     ORM's update() returns no ids."""
     table = Recipient._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if db.features.has_select_for_update_skip_locked else ""
+    probe_only = " OFFSET 0" if db.vendor == "postgresql" else ""  # SQLite has no OFFSET without LIMIT
     claimed_at = Recipient._meta.get_field("claimed_at").get_db_prep_value(timezone.now(), db)
     due = Recipient._meta.get_field("next_send_at").get_db_prep_value(clock.now(), db)
     campaign = Recipient._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, db)
@@ -381,8 +382,8 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
     sql = (
         f"WITH claim AS MATERIALIZED (SELECT id FROM {table} r WHERE campaign_id = %s AND status = %s "  # noqa: S608
         f"AND send_attempts < %s AND stopped_at IS NULL AND (next_send_at IS NULL OR next_send_at <= %s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step "
-        f"OFFSET 0) "
+        f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step"
+        f"{probe_only}) "
         f"ORDER BY id LIMIT %s{skip_locked}) "
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
