@@ -14,14 +14,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from campaigns_project import serializers as strict
 from campaigns_project.filters import FilterSet, IsoDateTimeFilter
 
 from . import selectors, services
-from .api_base import CanOperateOrganization
+from .api_base import CanOperateOrganization, organization_for_create
 from .jobs import job_counts
 from .models import (
     CAMPAIGN_EMAIL_FIELDS,
@@ -309,16 +308,11 @@ class CampaignViewSet(
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        organization = data.pop("organization", None)
-        if organization is None:
-            organizations = list(selectors.organizations_for_user(user=self.request.user)[:2])
-            if len(organizations) != 1:
-                raise serializers.ValidationError(
-                    {"organization": ["Required: you belong to several organizations (or none)."]}
-                )
-            organization = organizations[0]
-        if not selectors.user_can_operate(user=self.request.user, organization_id=organization.pk):
-            raise PermissionDenied("Your role in this organization does not allow creating campaigns.")
+        organization = organization_for_create(
+            user=self.request.user,
+            organization=data.pop("organization", None),
+            denied="Your role in this organization does not allow creating campaigns.",
+        )
         serializer.instance = services.campaign_create(organization=organization, actor=self.request.user, **data)
 
     def perform_update(self, serializer):

@@ -6,12 +6,28 @@ A campaign's sub-resource is a ViewSet registered on the router at
 the user's organizations (another organization's, or a malformed id, is a 404), and
 `CanOperateOrganization` lets viewers read and owners and operators change things (403)."""
 
-from rest_framework import permissions, viewsets
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.exceptions import PermissionDenied
 
-from .models import Campaign
-from .selectors import campaign_get_for_user, user_can_operate
+from .models import Campaign, Organization
+from .selectors import campaign_get_for_user, organizations_for_user, user_can_operate
 
 OPERATE_DENIED = "Your role in this organization does not allow changes."
+
+
+def organization_for_create(*, user, organization: Organization | None, denied: str = OPERATE_DENIED) -> Organization:
+    """The organization a new object goes to: the one named, or the user's only one (400 naming
+    `organization` when they have several or none); 403 unless the user may operate it."""
+    if organization is None:
+        organizations = list(organizations_for_user(user=user)[:2])
+        if len(organizations) != 1:
+            raise serializers.ValidationError(
+                {"organization": ["Required: you belong to several organizations (or none)."]}
+            )
+        organization = organizations[0]
+    if not user_can_operate(user=user, organization_id=organization.pk):
+        raise PermissionDenied(denied)
+    return organization
 
 
 def organization_id_of(obj) -> int:

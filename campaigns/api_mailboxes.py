@@ -11,7 +11,6 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from campaigns_project import serializers as strict
@@ -21,7 +20,7 @@ from queue_control.selectors import breaker_state
 
 from . import mailboxes, selectors
 from .api import OrganizationSlugField
-from .api_base import CanOperateOrganization
+from .api_base import CanOperateOrganization, organization_for_create
 from .models import Campaign, Mailbox
 
 
@@ -184,16 +183,11 @@ class MailboxViewSet(
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        organization = data.pop("organization", None)
-        if organization is None:
-            organizations = list(selectors.organizations_for_user(user=self.request.user)[:2])
-            if len(organizations) != 1:
-                raise serializers.ValidationError(
-                    {"organization": ["Required: you belong to several organizations (or none)."]}
-                )
-            organization = organizations[0]
-        if not selectors.user_can_operate(user=self.request.user, organization_id=organization.pk):
-            raise PermissionDenied("Your role in this organization does not allow adding mailboxes.")
+        organization = organization_for_create(
+            user=self.request.user,
+            organization=data.pop("organization", None),
+            denied="Your role in this organization does not allow adding mailboxes.",
+        )
         try:
             serializer.instance = mailboxes.mailbox_create(organization=organization, actor=self.request.user, **data)
         except DjangoValidationError as exc:

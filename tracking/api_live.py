@@ -14,12 +14,11 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from campaigns.api import OrganizationSlugField, PauseFieldsSerializer
-from campaigns.api_base import OPERATE_DENIED, CampaignResourceViewSet, CanOperateOrganization
-from campaigns.selectors import organizations_for_user, user_can_operate
+from campaigns.api_base import CampaignResourceViewSet, CanOperateOrganization, organization_for_create
+from campaigns.selectors import organizations_for_user
 from campaigns.states import CampaignStatus, Phase
 from campaigns_project import serializers as strict
 from campaigns_project.filters import FilterSet
@@ -265,16 +264,7 @@ class WebhookEndpointViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        organization = data.pop("organization", None)
-        if organization is None:
-            organizations = list(organizations_for_user(user=request.user)[:2])
-            if len(organizations) != 1:
-                raise serializers.ValidationError(
-                    {"organization": ["Required: you belong to several organizations (or none)."]}
-                )
-            organization = organizations[0]
-        if not user_can_operate(user=request.user, organization_id=organization.pk):
-            raise PermissionDenied(OPERATE_DENIED)
+        organization = organization_for_create(user=request.user, organization=data.pop("organization", None))
         data.pop("is_active", None)
         endpoint = outbound.endpoint_create(organization=organization, actor=request.user, **data)
         return Response(

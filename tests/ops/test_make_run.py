@@ -5,6 +5,7 @@ cause `deliverability`, the README's commands work beside it with no
 variable set by hand, and Ctrl-C stops every process. A restart after reset_state gives the
 product back, with the same admin password."""
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -80,11 +81,9 @@ class Run:
         token = re.search(r"API token: (\w+)", self.text).group(1)
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
         for _ in range(100):
-            try:
+            with contextlib.suppress(httpx.TransportError):  # the web server is still starting
                 if self.api.get("/healthz").status_code == 200:
                     break
-            except httpx.TransportError:  # the web server is still starting
-                pass
             time.sleep(0.2)
 
     def stop(self) -> None:
