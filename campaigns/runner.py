@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from integrations.errors import BadRequestError, ProviderError
 from queue_control.errors import QueuePaused
+from queue_control.services import queue_pause_for_open_breakers
 
 from .dispatch import wake
 from .jobs import (
@@ -102,11 +103,13 @@ def _job_failed(job: Job, exc: Exception) -> str:
             job_release(job, delay=5, error=error)
             return "deferred"
         job_pause(job)
+        _pause_finish()
         return "paused"
     if isinstance(exc, ProviderError) and exc.trips_immediately:
         # Out of credit: the guard opened the breaker, which paused the queue and this job.
         # Retrying cannot help; the job waits, paused, for an operator to resume the queue.
         job_pause(job, error=error)
+        _pause_finish()
         return "paused"
     if isinstance(exc, JobIncomplete):
         job_release(job)
@@ -131,6 +134,15 @@ def _job_failed(job: Job, exc: Exception) -> str:
     if job_release(job, delay=delay, error=error, count_attempt=True):
         wake(job.campaign_id, JOB_QUEUE[job.job_type], countdown=delay)
     return "retry"
+
+
+def _pause_finish() -> None:
+    """The gate refused the job's call. If that was an open breaker whose queue pause was lost,
+    pause the queue now, so the job's campaign does not stay running with nothing running it."""
+    try:
+        queue_pause_for_open_breakers()
+    except Exception:
+        logger.exception("Could not check the queue against the open breakers; the sweeper will")
 
 
 def _hand_back_after_database_error(job: Job) -> None:

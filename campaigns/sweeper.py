@@ -3,6 +3,8 @@
 Run by beat on the housekeeping queue every ENGINE_SWEEP_SECONDS, it repairs what lost messages
 and lost workers leave behind, each step set-based or bounded by what it finds (normally nothing):
 
+0. an open service breaker while the queue latch is active (the pause after the trip failed on
+   the database) pauses the queue now: an open breaker always means a paused queue;
 1. jobs stuck in processing (no heartbeat for JOB_STUCK_AFTER_SECONDS: the worker was killed, or
    lost the database) are taken back: what they claimed is recovered, then they go back to
    pending or fail after their last attempt (jobs.jobs_reap_stuck);
@@ -25,6 +27,7 @@ from django.utils import timezone
 
 from campaigns_project.redis import get_redis, rkey
 from queue_control.models import QueueState
+from queue_control.services import queue_pause_for_open_breakers
 
 from .dispatch import campaigns_kick, wake
 from .jobs import jobs_reap_stuck
@@ -36,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 
 def engine_sweep() -> dict[str, int]:
+    # First: an open breaker beside an active latch is a pause that was lost; finish it before
+    # step 3 would wake the jobs the gate keeps refusing.
+    queue_pause_for_open_breakers()
     reaped = jobs_reap_stuck()
     stalled = pipeline_stalled_campaign_ids()
     for campaign_id in stalled:  # one locked transaction per campaign; normally there are none

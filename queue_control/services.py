@@ -2,10 +2,11 @@
 the guard and management commands call these same functions."""
 
 import logging
+import time
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from campaigns_project.errors import ApplicationError
@@ -19,6 +20,8 @@ from .signals import queue_paused, queue_resumed
 logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
+# How often the pause after a breaker trip is tried before its error goes up.
+PAUSE_ATTEMPTS = 3
 
 
 def _label(actor, actor_label: str) -> str:
@@ -151,19 +154,54 @@ def breaker_failure_record(*, service: str, error: BaseException | str, trips_im
     _known_service(service)
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     opened, failures = breakers.breaker_failure_count(service, message, trips_immediately=trips_immediately)
-    if opened:
-        logger.warning("Circuit breaker %s opened after %s failure(s): %s", service, failures, message)
-        with transaction.atomic():
-            QueueEvent.objects.create(
-                kind=QueueEvent.Kind.BREAKER_OPENED,
-                service=service,
-                reason=message[:500],
-                actor_label=SYSTEM,
-                details={
-                    "failures": failures,
-                    "threshold": settings.BREAKERS[service]["threshold"],
-                    "trips_immediately": trips_immediately,
-                },
-            )
-            queue_pause(service=service, actor=None, actor_label=SYSTEM)
-    return opened
+    if not opened:
+        return False
+    logger.warning("Circuit breaker %s opened after %s failure(s): %s", service, failures, message)
+    details = {
+        "failures": failures,
+        "threshold": settings.BREAKERS[service]["threshold"],
+        "trips_immediately": trips_immediately,
+    }
+    # The breaker is open in Redis from now on whatever happens here, so the pause must not be
+    # lost to a passing database error (a deadlock victim, a dropped connection): try again a few
+    # times; if the database stays away, queue_pause_for_open_breakers finishes it later.
+    attempts = 1 if transaction.get_connection().in_atomic_block else PAUSE_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                QueueEvent.objects.create(
+                    kind=QueueEvent.Kind.BREAKER_OPENED,
+                    service=service,
+                    reason=message[:500],
+                    actor_label=SYSTEM,
+                    details=details,
+                )
+                queue_pause(service=service, actor=None, actor_label=SYSTEM)
+            break
+        except DatabaseError:
+            if attempt == attempts:
+                raise
+            logger.warning("Pause for breaker %s failed (attempt %s), trying again", service, attempt, exc_info=True)
+            close_old_connections()
+            time.sleep(0.1 * attempt)
+    return True
+
+
+def queue_pause_for_open_breakers() -> str:
+    """An open service breaker always means a paused queue. If the pause that followed a trip was
+    lost (the database failed under it), whoever next finds an open breaker beside an active latch
+    finishes it: the sweeper on every tick, and a job the gate has just refused. Returns the
+    service paused for, or "" when nothing needed doing. Never resumes anything."""
+    if not QueueState.get().is_active:
+        return ""
+    tripped = [
+        service
+        for service, state in breakers_not_closed().items()
+        if state == breakers.OPEN and service in settings.SERVICES
+    ]
+    if not tripped:
+        return ""
+    service = tripped[0]
+    logger.warning("Breaker %s is open but the queue was active: pausing it now", service)
+    queue_pause(service=service, actor=None, actor_label=SYSTEM)
+    return service

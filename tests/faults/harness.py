@@ -367,4 +367,35 @@ class System:
                 return statuses
             return None
 
-        return wait_until(final, timeout=timeout, interval=0.5, what=f"campaigns {campaign_ids} to finish")
+        try:
+            return wait_until(final, timeout=timeout, interval=0.5, what=f"campaigns {campaign_ids} to finish")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.state_dump(campaign_ids)}") from None
+
+    def state_dump(self, campaign_ids: list[str]) -> str:
+        """What a timed-out wait saw: campaigns, jobs, recipients, the latch, the last log lines."""
+        campaigns = self.postgres.query(
+            "SELECT id::text, status, phase, pause_kind, pause_service, status_message FROM campaigns_campaign "
+            "WHERE id = ANY(%s::uuid[])",
+            campaign_ids,
+        )
+        recipients = self.postgres.query(
+            "SELECT status, count(*) FROM tracking_recipient WHERE campaign_id = ANY(%s::uuid[]) GROUP BY status",
+            campaign_ids,
+        )
+        jobs = self.postgres.query(
+            "SELECT job_type, status, count(*), max(last_error) FROM campaigns_job "
+            "WHERE campaign_id = ANY(%s::uuid[]) GROUP BY job_type, status",
+            campaign_ids,
+        )
+        latch = self.postgres.query("SELECT state, cause_kind, cause_service, reason FROM queue_control_queuestate")
+        lines = [
+            f"{path.name}: {line}"
+            for path in sorted(self.workdir.glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if "WARNING" in line or "ERROR" in line
+        ]
+        return "\n".join(
+            [f"campaigns: {campaigns}", f"recipients: {recipients}", f"jobs: {jobs}", f"latch: {latch}"]
+            + ["last warnings and errors:", *lines[-30:]]
+        )

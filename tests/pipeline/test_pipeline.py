@@ -20,6 +20,7 @@ from integrations.sandbox import MillionVerifierSandbox, OpenAISandbox
 from queue_control.gate import mirror_set
 from queue_control.models import QueueState
 from queue_control.services import breaker_reset, queue_pause, queue_resume
+from tests.breakers import cascade_fails
 from tests.factories import CampaignFactory, JobFactory, LeadFactory
 
 from .conftest import NOBODY_URL, drain
@@ -434,3 +435,18 @@ def test_a_verified_lead_is_not_verified_twice(campaign, monkeypatch):
     job = JobFactory(campaign=campaign, job_type=JobType.VERIFY_EMAIL, range_start=lead.pk, range_end=lead.pk, size=1)
     monkeypatch.setattr(MillionVerifierSandbox, "verify", lambda *a: pytest.fail("paid twice"))
     assert handlers.verify_emails(job=job) == {"by_status": {}}
+
+
+def test_a_job_the_gate_refuses_finishes_a_pause_the_trip_lost(campaign, alice, settings):
+    """The breaker opened, the queue pause after it failed on the database, and the gate (paused
+    from the start of that pause) refuses every call: the job that meets the refusal pauses the
+    queue, instead of leaving the campaign running with its jobs parked."""
+    settings.BREAKERS = {**settings.BREAKERS, "millionverifier": {"threshold": 1, "window": 60}}
+    settings.SANDBOX_FAIL = ["millionverifier"]
+    services.campaign_start(campaign_id=campaign.pk, actor=alice)
+    with cascade_fails(1) as left:
+        drain(campaign)
+    assert left == [0]
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.pause_cause) == ("paused", "breaker:millionverifier")
+    assert QueueState.objects.get(pk=1).state == "paused"
