@@ -489,6 +489,15 @@ INBOUND_MAIL_MAX_BYTES = env_int("INBOUND_MAIL_MAX_BYTES", 1024 * 1024, minimum=
 _BODY_LIMIT = global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own limit (not overridden here)
 if INBOUND_MAIL_MAX_BYTES > _BODY_LIMIT:
     raise ImproperlyConfigured(f"INBOUND_MAIL_MAX_BYTES must be at most {_BODY_LIMIT}, got {INBOUND_MAIL_MAX_BYTES}")
+# An address whose plus-addresses the mail server routes to the inbound-mail endpoint (an ESP's
+# inbound route, a catch-all relay): set, every campaign message without a Reply-To of its own
+# carries Reply-To `<local>+<recipient token>@<domain>`, so a reply that lost its In-Reply-To and
+# References still names its recipient. Empty by default: replies go to the sender's mailbox.
+INBOUND_REPLY_ADDRESS = env_str("INBOUND_REPLY_ADDRESS", "").strip()
+if INBOUND_REPLY_ADDRESS and not re.fullmatch(r"[^@+\s]{1,40}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", INBOUND_REPLY_ADDRESS):
+    raise ImproperlyConfigured(
+        f"INBOUND_REPLY_ADDRESS must be an address with no + in its local part, got {INBOUND_REPLY_ADDRESS!r}"
+    )
 # Sender mailboxes the reply poller reads: a JSON list of {key, host, port?, username, password,
 # ssl?, folder?} (tracking.imap.imap_accounts). Empty by default.
 IMAP_ACCOUNTS = imap_accounts_parse(env_str("IMAP_ACCOUNTS", ""))

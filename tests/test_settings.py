@@ -91,6 +91,8 @@ def test_with_debug_on_there_is_no_public_default_webhook_secret():
         ("BREAKER_APOLLO_THRESHOLD", "0", "BREAKER_APOLLO_THRESHOLD must be at least 1"),
         ("SANDBOX_FAIL", "apolo", "SANDBOX_FAIL names an unknown service"),
         ("ENRICHMENT_PROVIDER", "gpt", "ENRICHMENT_PROVIDER must be openai or perplexity"),
+        ("INBOUND_REPLY_ADDRESS", "replies+x@inbound.example.com", "INBOUND_REPLY_ADDRESS must be an address"),
+        ("INBOUND_REPLY_ADDRESS", "replies", "INBOUND_REPLY_ADDRESS must be an address"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(name, value, message):

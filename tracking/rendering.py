@@ -220,6 +220,13 @@ def _part(content_type: str, body: str) -> bytes:
     return head.encode("ascii") + encoded + b"\r\n"
 
 
+def reply_address(recipient: Recipient) -> str:
+    """INBOUND_REPLY_ADDRESS plus-addressed with the recipient's token (tracking.inbound reads it
+    back from a reply's To)."""
+    local, _, domain = settings.INBOUND_REPLY_ADDRESS.partition("@")
+    return f"{local}+{recipient.token}@{domain}"
+
+
 def build_message(
     *, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None
 ) -> OutgoingMessage:
@@ -232,6 +239,8 @@ def build_message(
     headers = {"Message-ID": make_msgid(domain=from_email.rpartition("@")[2] or "localhost")}
     if campaign.reply_to:
         headers["Reply-To"] = campaign.reply_to
+    elif recipient is not None and settings.INBOUND_REPLY_ADDRESS:
+        headers["Reply-To"] = reply_address(recipient)
     if recipient is not None:
         mailto = f"mailto:{from_email}?subject={quote('unsubscribe ' + recipient.token)}"
         headers["List-Unsubscribe"] = f"<{site_url(f'/t/u/{recipient.token}')}>, <{mailto}>"

@@ -1,11 +1,14 @@
 import re
+from email.message import EmailMessage
+from email.utils import formatdate
 
 import pytest
 from django.core import mail
 from django.db.models import F
+from rest_framework.test import APIClient
 
 from campaigns.jobs import JobDeferred, JobStopped
-from campaigns.models import Job
+from campaigns.models import Campaign, Job
 from campaigns.registry import JOB_HANDLERS, OUTREACH_LAUNCHERS
 from integrations.errors import ProviderError
 from tests.factories import LeadFactory
@@ -47,6 +50,41 @@ def test_launch_creates_recipients_from_verified_leads_minus_suppressed_and_one_
     assert all(job.job_type == "send_email" and job.status == "pending" and job.size == 2 for job in jobs)
     tokens = list(campaign.recipients.values_list("token", flat=True))
     assert len(set(tokens)) == 3 and all(re.fullmatch(r"[0-9a-f]{64}", token) for token in tokens)
+
+
+def test_with_an_inbound_reply_address_a_reply_that_kept_no_thread_headers_finds_its_recipient(
+    campaign, verified_leads, smtp_sink, settings
+):
+    settings.INBOUND_REPLY_ADDRESS = "replies@inbound.example.com"
+    settings.INBOUND_MAIL_SECRET = "inbound-secret-0123456789"
+    Campaign.objects.filter(pk=campaign.pk).update(reply_to="")
+    for job in launch(campaign):
+        run(job)
+    recipient = Recipient.objects.get(email="person1@example.org")
+    [received] = smtp_sink.to("person1@example.org")
+    assert received["Reply-To"] == f"replies+{recipient.token}@inbound.example.com"
+
+    reply = EmailMessage()  # from a client that drops In-Reply-To and References
+    reply["From"], reply["To"], reply["Subject"] = "person1@example.org", received["Reply-To"], "Re: hello"
+    reply["Date"], reply["Message-ID"] = formatdate(), "<answer.1@example.org>"
+    reply.set_content("Yes, call me.")
+    answer = APIClient().post(
+        "/api/v1/webhooks/inbound-mail/",
+        reply.as_bytes(),
+        content_type="message/rfc822",
+        HTTP_AUTHORIZATION="Bearer inbound-secret-0123456789",
+    )
+    assert answer.status_code == 200, answer.content
+    assert (answer.json()["recipient_id"], answer.json()["matched_by"]) == (recipient.pk, "token")
+    assert EmailEvent.objects.filter(recipient=recipient, type="reply").exists()
+
+
+def test_a_campaigns_own_reply_to_wins_over_the_inbound_reply_address(campaign, verified_leads, smtp_sink, settings):
+    settings.INBOUND_REPLY_ADDRESS = "replies@inbound.example.com"
+    for job in launch(campaign):
+        run(job)
+    [received] = smtp_sink.to("person1@example.org")
+    assert received["Reply-To"] == "replies@acme.example"
 
 
 def test_launch_twice_creates_no_second_recipient(campaign, verified_leads):
