@@ -69,8 +69,8 @@ from .sequences import (
     sequence_plan,
     sequence_waiting,
     sequence_window_closed,
-    sequence_window_held,
-    sequence_window_hold,
+    sequence_window_closed_until,
+    sequence_window_holds,
     thread_of,
 )
 from .states import RecipientStatus
@@ -401,6 +401,21 @@ def _send_bucket(campaign: Campaign) -> TokenBucket:
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
 
 
+def _window_hand_back(*, campaign_id, job_id: int, ids, opens) -> int:
+    """Claimed recipients outside their sending window back to pending, due at its opening, their
+    attempt given back: nothing was handed over for them, so the release is safe."""
+    return services.recipients_transition(
+        campaign_id=campaign_id,
+        to_status=RecipientStatus.PENDING,
+        ids=ids,
+        where=Q(status=RecipientStatus.SENDING, send_job_id=job_id),
+        next_send_at=opens,
+        claimed_at=None,
+        send_job_id=None,
+        send_attempts=F("send_attempts") - 1,
+    )
+
+
 def send_email_job(*, job: Job) -> dict:
     """Send one batch of a campaign's pending recipients through one SMTP connection."""
     campaign = Campaign.objects.get(pk=job.campaign_id)
@@ -416,7 +431,13 @@ def send_email_job(*, job: Job) -> dict:
         journal_close(job.pk)
         return {**job.result, "claimed": 0, "sent": 0}
     ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
-    ids = sequence_window_hold(job_id=job.pk, ids=ids, rules=rules)
+    held = sequence_window_holds(ids=ids, rules=rules)
+    if held:
+        with transaction.atomic():
+            for opens, pks in held.items():
+                _window_hand_back(campaign_id=campaign.pk, job_id=job.pk, ids=pks, opens=opens)
+        kept = {pk for pks in held.values() for pk in pks}
+        ids = [pk for pk in ids if pk not in kept]
     if not ids:
         journal_close(job.pk)
         return {**job.result, "claimed": 0, "sent": 0}
@@ -508,9 +529,13 @@ class SendBatch:
                 if monotonic() >= self.next_control:
                     self._control()
                     self.next_control = monotonic() + CONTROL_SECONDS
-                    if sequence_window_held(job_id=self.job.pk, ids=self.untouched, rules=self.plan.rules):
+                    opens = sequence_window_closed_until(rules=self.plan.rules) if self.untouched else None
+                    if opens is not None:
                         # The window closed under the batch: every recipient not handed over yet,
-                        # of this mailbox and of the others, went back to wait for its opening.
+                        # of this mailbox and of the others, goes back to wait for its opening.
+                        _window_hand_back(
+                            campaign_id=self.campaign.pk, job_id=self.job.pk, ids=self.untouched, opens=opens
+                        )
                         self.untouched.clear()
                         self.window_closed = True
                         break

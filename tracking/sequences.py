@@ -319,12 +319,11 @@ def sequence_arm_due(*, campaign: Campaign) -> int:
         )
 
 
-def sequence_window_hold(*, job_id: int, ids: list[int], rules: SequenceSettings | None) -> list[int]:
-    """Of the recipients a send job just claimed, those outside their sending window go back to
-    pending, due at the window's next opening (no attempt spent); returns the ones to send now.
-    Nothing was handed over for them, so the release is safe (as for a batch's untouched ones)."""
+def sequence_window_holds(*, ids: list[int], rules: SequenceSettings | None) -> dict[datetime, list[int]]:
+    """Of the recipients a send job just claimed, those outside their sending window, grouped by
+    the window's next opening (the caller hands them back, due then). Empty: send them all."""
     if rules is None or not rules.window_enabled or not ids:
-        return ids
+        return {}
     now = clock.now()
     zones: dict[int, str] = {}
     if rules.use_lead_timezone:
@@ -337,19 +336,7 @@ def sequence_window_hold(*, job_id: int, ids: list[int], rules: SequenceSettings
         opens = window_next_open(rules=rules, at=now, tz_name=zones.get(pk, ""))
         if opens != now:
             held.setdefault(opens, []).append(pk)
-    if not held:
-        return ids
-    with transaction.atomic():
-        for opens, pks in held.items():
-            Recipient.objects.filter(pk__in=pks, status=RecipientStatus.SENDING, send_job_id=job_id).update(
-                status=RecipientStatus.PENDING,
-                next_send_at=opens,
-                claimed_at=None,
-                send_job_id=None,
-                send_attempts=F("send_attempts") - 1,
-            )
-    kept = {pk for pks in held.values() for pk in pks}
-    return [pk for pk in ids if pk not in kept]
+    return held
 
 
 def sequence_window_closed(*, campaign: Campaign, rules: SequenceSettings | None) -> bool:
@@ -369,25 +356,15 @@ def sequence_window_closed(*, campaign: Campaign, rules: SequenceSettings | None
     return True
 
 
-def sequence_window_held(*, job_id: int, ids, rules: SequenceSettings | None) -> bool:
-    """During a send batch, at its control points: when the campaign's window (in the campaign's
-    zone) has closed, the claimed recipients not handed over yet go back to pending, due at the
-    next opening, their attempt given back; True then, and the batch ends. (With the leads' own
-    zones the claim-time check is the bound: a batch ends within ENGINE_TASK_BUDGET_SECONDS.)"""
-    if rules is None or not rules.window_enabled or rules.use_lead_timezone or not ids:
-        return False
+def sequence_window_closed_until(*, rules: SequenceSettings | None) -> datetime | None:
+    """During a send batch, at its control points: the next opening when the campaign's window (in
+    the campaign's zone) has closed, else None. (With the leads' own zones the claim-time check is
+    the bound: a batch ends within ENGINE_TASK_BUDGET_SECONDS.)"""
+    if rules is None or not rules.window_enabled or rules.use_lead_timezone:
+        return None
     now = clock.now()
     opens = window_next_open(rules=rules, at=now)
-    if opens == now:
-        return False
-    Recipient.objects.filter(pk__in=list(ids), status=RecipientStatus.SENDING, send_job_id=job_id).update(
-        status=RecipientStatus.PENDING,
-        next_send_at=opens,
-        claimed_at=None,
-        send_job_id=None,
-        send_attempts=F("send_attempts") - 1,
-    )
-    return True
+    return None if opens == now else opens
 
 
 def sequence_waiting(*, campaign: Campaign) -> tuple[int, datetime | None]:
