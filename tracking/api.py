@@ -165,6 +165,11 @@ class ServiceUnavailable(APIException):
 
 class TestSendSerializer(strict.Serializer):
     email = serializers.EmailField()
+    mailbox = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="One of the campaign's active mailboxes to send from; default: its first one not paused.",
+    )
 
 
 class TestSendViewSet(CampaignResourceViewSet):
@@ -181,9 +186,17 @@ class TestSendViewSet(CampaignResourceViewSet):
     def create(self, request, campaign_pk=None):
         body = TestSendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        campaign = self.get_campaign()
+        mailbox = None
+        if "mailbox" in body.validated_data:
+            mailbox = campaign.mailboxes.filter(pk=body.validated_data["mailbox"], active=True).first()
+            if mailbox is None:
+                raise serializers.ValidationError({"mailbox": ["Not an active mailbox of this campaign."]})
+            if mailbox.is_paused:
+                raise serializers.ValidationError({"mailbox": [f"Mailbox {mailbox.name} is paused."]})
         try:
             message_id = campaign_send_test(
-                campaign=self.get_campaign(), to=body.validated_data["email"], actor=request.user
+                campaign=campaign, to=body.validated_data["email"], actor=request.user, mailbox=mailbox
             )
         except ProviderError as exc:
             raise ServiceUnavailable(f"The mail server is unavailable: {exc.message}")

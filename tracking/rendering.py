@@ -228,14 +228,15 @@ def reply_address(recipient: Recipient) -> str:
 
 
 def build_message(
-    *, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None
+    *, campaign: Campaign, content: Content, to: str, recipient: Recipient | None = None, mailbox=None
 ) -> OutgoingMessage:
     """The message for `to`. With a recipient, it carries the one-click unsubscribe headers
     (RFC 8058) pointing at that recipient's token."""
-    # The recipient's mailbox (every step to it goes from there), else the campaign's sender.
-    from_name, from_email = message_sender(
-        campaign=campaign, mailbox=recipient.mailbox if recipient is not None and recipient.mailbox_id else None
-    )
+    # The recipient's mailbox (every step to it goes from there), else the one given (a test
+    # send's), else the campaign's sender.
+    if recipient is not None and recipient.mailbox_id:
+        mailbox = recipient.mailbox
+    from_name, from_email = message_sender(campaign=campaign, mailbox=mailbox)
     headers = {"Message-ID": make_msgid(domain=from_email.rpartition("@")[2] or "localhost")}
     if campaign.reply_to:
         headers["Reply-To"] = campaign.reply_to

@@ -22,7 +22,6 @@ from time import monotonic, sleep
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import get_connection
 from django.core.mail.message import sanitize_address
 from django.db import connection as db
 from django.db import transaction
@@ -46,7 +45,7 @@ from integrations.errors import AuthError, ProviderConnectionError, ProviderErro
 from integrations.ratelimit import TokenBucket
 from integrations.sandbox import failure_injected
 from queue_control.errors import QueuePaused
-from queue_control.guard import call_permit, failure_record, guarded_call
+from queue_control.guard import call_permit, failure_record
 
 from . import clock, services
 from .counters import counters_read
@@ -734,22 +733,46 @@ def send_job_recover(*, job: Job) -> str:
 # --- The test send -----------------------------------------------------------------------------
 
 
-def campaign_send_test(*, campaign: Campaign, to: str, actor=None) -> str:
+def campaign_test_mailbox(campaign: Campaign) -> Mailbox | None:
+    """The mailbox a test send goes from when none is named: the campaign's first active mailbox
+    that is not paused (the first its recipients would be given), or None for a campaign without
+    mailboxes (the settings' sender, as its messages). Every mailbox paused: refused."""
+    mailboxes = list(campaign.mailboxes.filter(active=True).order_by("pk"))
+    if not mailboxes:
+        return None
+    for mailbox in mailboxes:
+        if not mailbox.is_paused:
+            return mailbox
+    raise ApplicationError("Cannot send a test: every mailbox of the campaign is paused.")
+
+
+def campaign_send_test(*, campaign: Campaign, to: str, actor=None, mailbox: Mailbox | None = None) -> str:
     """One rendered sample to `to`: the campaign's first lead (or sample values) as variables, no
-    tracking, no Recipient row. Returns the Message-ID."""
+    tracking, no Recipient row, from `mailbox` (one of the campaign's; default
+    campaign_test_mailbox) over its own server, behind its own breaker. Returns the Message-ID."""
+    if mailbox is None:
+        mailbox = campaign_test_mailbox(campaign)
     lead = campaign.leads.order_by("id").first()
     content = render_content(campaign=campaign, context=lead_context(lead) if lead else dict(SAMPLE_LEAD))
     content.subject = f"[Test] {content.subject}"
-    message = build_message(campaign=campaign, content=content, to=to)
-    connection = get_connection()
+    message = build_message(campaign=campaign, content=content, to=to, mailbox=mailbox)
+    permit = call_permit("smtp", breaker=mailbox.breaker_name if mailbox is not None else None)
+    if not permit.granted:
+        raise ApplicationError(f"Cannot send a test: {permit.refusal}.")
+    connection = mailbox_connection(mailbox)
     try:
-        guarded_call("smtp", smtp_open, connection)
-        refusal = guarded_call("smtp", smtp_handover, connection, message)
-    except QueuePaused as exc:
-        raise ApplicationError(f"Cannot send a test: {exc}") from exc
+        smtp_open(connection)
+        refusal = smtp_handover(connection, message)
+    except ProviderError as exc:
+        if mailbox is not None:
+            mailbox_failure_record(mailbox_id=mailbox.pk, error=exc)
+        else:
+            failure_record("smtp", exc)
+        raise
     finally:
         connection.close()
     if refusal is not None:
         raise ApplicationError(f"The mail server refused the test message: {refusal.code} {refusal.reply}")
-    campaign_event_record(campaign=campaign, action="tracking.test_sent", actor=actor, reason=f"to {to}")
+    sender = f" from mailbox {mailbox.name}" if mailbox is not None else ""
+    campaign_event_record(campaign=campaign, action="tracking.test_sent", actor=actor, reason=f"to {to}{sender}")
     return message.message_id

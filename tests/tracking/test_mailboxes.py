@@ -204,6 +204,51 @@ def test_a_ramp_up_that_starts_above_the_cap_is_refused_naming_the_field(campaig
     assert not Mailbox.objects.exists()
 
 
+# --- the test send ---------------------------------------------------------------------------
+
+
+def test_a_test_send_goes_from_the_campaigns_first_mailbox_or_the_one_named(
+    campaign, mailbox_sinks, smtp_sink, alice_client
+):
+    anna_sink, ben_sink = mailbox_sinks("anna", "anna-secret"), mailbox_sinks("ben", "ben-secret")
+    a_mailbox(campaign, "anna", anna_sink.port)
+    ben = a_mailbox(campaign, "ben", ben_sink.port)
+    url = f"/api/v1/campaigns/{campaign.pk}/test"
+
+    assert alice_client.post(url, {"email": "qa@acme.example"}, format="json").status_code == 200
+    assert [m["message"]["From"] for m in anna_sink.messages] == ["Anna at Acme <anna@acme.example>"]
+    response = alice_client.post(url, {"email": "qa@acme.example", "mailbox": ben.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert [m["message"]["From"] for m in ben_sink.messages] == ["Ben at Acme <ben@acme.example>"]
+    assert smtp_sink.messages == []  # never the settings' server while the campaign has mailboxes
+    assert campaign.events.filter(action="tracking.test_sent", reason="to qa@acme.example from mailbox ben").exists()
+
+
+def test_a_test_send_refuses_a_mailbox_it_may_not_use(campaign, org, mailbox_sinks, alice_client):
+    sink = mailbox_sinks("anna", "anna-secret")
+    anna = a_mailbox(campaign, "anna", sink.port)
+    other = a_mailbox(CampaignFactory(organization=org), "otto", sink.port)
+    url = f"/api/v1/campaigns/{campaign.pk}/test"
+
+    for mailbox in (other.pk, 999_999):
+        response = alice_client.post(url, {"email": "qa@acme.example", "mailbox": mailbox}, format="json")
+        assert (response.status_code, list(response.json())) == (400, ["mailbox"])
+    Mailbox.objects.filter(pk=anna.pk).update(pause_kind="breaker", pause_figure="ConnectionError")
+    response = alice_client.post(url, {"email": "qa@acme.example", "mailbox": anna.pk}, format="json")
+    assert response.status_code == 400 and "paused" in response.json()["mailbox"][0]
+    response = alice_client.post(url, {"email": "qa@acme.example"}, format="json")  # every mailbox paused
+    assert response.status_code == 409 and "every mailbox of the campaign is paused" in response.json()["detail"]
+    assert sink.messages == []
+
+
+def test_a_test_send_through_a_broken_mailbox_counts_against_its_own_breaker(campaign, alice_client, one_failure_opens):
+    broken = a_mailbox(campaign, "ben", free_port())  # nothing listens there
+    response = alice_client.post(f"/api/v1/campaigns/{campaign.pk}/test", {"email": "qa@acme.example"}, format="json")
+    assert response.status_code == 503
+    assert breaker_state(mailbox_breaker(broken.pk)) == "open"
+    assert breaker_state("smtp") == "closed" and QueueState.get().is_active
+
+
 # --- one breaker per mailbox -----------------------------------------------------------------
 
 
