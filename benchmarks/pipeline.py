@@ -254,6 +254,8 @@ def main() -> int:
         if ceiling:
             print(f"no-op Celery tasks, same broker and workers: {ceiling:,.0f} tasks/s ({args.noop} tasks)")
         org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+        Organization.objects.filter(pk=org.pk, postal_address="").update(postal_address="1 Bench Street, Berlin")
+        org.refresh_from_db()
         campaign = services.campaign_create(
             organization=org,
             name=f"Bench {args.leads} leads",

@@ -1,5 +1,6 @@
 """Every change to a campaign goes through here: the API, the admin, tasks and commands alike."""
 
+import logging
 from typing import Any
 
 from django.db import transaction
@@ -20,6 +21,8 @@ from .states import (
     PauseKind,
 )
 from .transitions import campaign_act, campaign_event_record
+
+logger = logging.getLogger(__name__)
 
 # Fields an operator sets once at creation; everything else about a campaign is content or state.
 IMMUTABLE_FIELDS = ("organization",)
@@ -62,6 +65,24 @@ def campaign_update(*, campaign: Campaign, actor=None, **fields: Any) -> Campaig
                 reason="changed " + ", ".join(sorted(fields)),
             )
     return locked
+
+
+ORGANIZATION_EDITABLE_FIELDS = ("name", "postal_address")
+
+
+def organization_update(*, organization: Organization, actor=None, **fields: Any) -> Organization:
+    """Change an organization's name or postal address (the footer of every message it sends).
+    The API and the admin check who may (owners, staff); this checks what."""
+    refused = sorted(set(fields) - set(ORGANIZATION_EDITABLE_FIELDS))
+    if refused:
+        raise ApplicationError(f"These fields cannot be changed: {', '.join(refused)}.", fields=refused)
+    for name, value in fields.items():
+        setattr(organization, name, value.strip() if name == "postal_address" else value)
+    organization.full_clean()
+    if fields:
+        organization.save(update_fields=list(fields))
+        logger.info("Organization %s: %s changed by %s", organization.slug, ", ".join(sorted(fields)), actor)
+    return organization
 
 
 def campaign_delete(*, campaign: Campaign, actor=None) -> None:
@@ -107,6 +128,9 @@ def campaign_missing_for_start(*, campaign: Campaign) -> list[str]:
             missing.append("a subject (subject_template)")
         if not campaign.body_template.strip():
             missing.append("a body (body_template)")
+        if not campaign.organization.postal_address.strip():
+            # CAN-SPAM: every message's footer carries it (tracking.rendering.add_tracking).
+            missing.append("the organization's postal address (PATCH /api/v1/organizations/{slug}/)")
     return missing
 
 

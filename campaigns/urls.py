@@ -3,7 +3,7 @@
 `campaigns/(?P<campaign_pk>[^/.]+)/<resource>`; its verbs are actions of CampaignViewSet (and the
 transition, CampaignTransitionViewSet)."""
 
-from . import api, api_jobs, api_leads, api_mailboxes, api_phases
+from . import api, api_jobs, api_leads, api_mailboxes, api_organizations, api_phases
 
 CAMPAIGN = r"campaigns/(?P<campaign_pk>[^/.]+)"
 
@@ -16,4 +16,5 @@ ROUTES = [
     (f"{CAMPAIGN}/jobs", api_jobs.CampaignJobsViewSet, "campaign-jobs"),
     (f"{CAMPAIGN}/cleanup", api_jobs.CampaignJobsCleanupViewSet, "campaign-jobs-cleanup"),
     ("mailboxes", api_mailboxes.MailboxViewSet, "mailbox"),
+    ("organizations", api_organizations.OrganizationViewSet, "organization"),
 ]

@@ -76,6 +76,8 @@ class ApiRootView(APIView):
                     name or "detail": f"{collection('mailbox-list')}{{id}}/{name}"
                     for name in ("", "resume", "reset-breaker")
                 },
+                "organizations": collection("organization-list"),
+                "organization": f"{collection('organization-list')}{{slug}}/",
                 "webhook-endpoints": collection("webhook-endpoint-list"),
                 "webhook-endpoint": {
                     name or "detail": f"{collection('webhook-endpoint-list')}{{id}}/{name}"

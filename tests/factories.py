@@ -28,6 +28,7 @@ class OrganizationFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Org {n}")
     slug = factory.Sequence(lambda n: f"org-{n}")
+    postal_address = "1 Test Street, 10115 Berlin, Germany"
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

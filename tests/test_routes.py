@@ -18,6 +18,7 @@ from tracking.api_urls import ROUTES as TRACKING_ROUTES
 SAMPLES = {
     "pk": "7",
     "campaign_pk": "7",
+    "slug": "acme",
     "recipient_id": "8",
     "delivery_id": "9",
     "service": "apollo",

@@ -36,7 +36,9 @@ from tracking.services import recipients_release, recipients_resolve  # noqa: E4
 
 
 def campaigns(count: str, leads: str, follow_up: bool = False) -> dict:
-    org, _ = Organization.objects.get_or_create(slug="faults", defaults={"name": "Faults"})
+    org, _ = Organization.objects.get_or_create(
+        slug="faults", defaults={"name": "Faults", "postal_address": "1 Faults Street, 10115 Berlin"}
+    )
     ids = []
     for number in range(int(count)):
         campaign = services.campaign_create(

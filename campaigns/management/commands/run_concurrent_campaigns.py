@@ -21,6 +21,8 @@ from campaigns.states import CAMPAIGN_FINAL_STATUSES, CampaignStatus, JobStatus
 from queue_control.selectors import breakers_status, open_breakers, queue_status
 
 SEARCH_URL = "https://app.apollo.io/#/people?personTitles[]=head%20of%20growth&personLocations[]=smoke-{n}"
+# A new smoke organization's footer address (sandbox sends only; a named organization keeps its own).
+SMOKE_POSTAL_ADDRESS = "Smoke run, 1 Example Street, 10115 Berlin, Germany"
 EXIT_OK, EXIT_FAILED, EXIT_PREFLIGHT, EXIT_PAUSED = 0, 1, 2, 3
 
 
@@ -47,7 +49,9 @@ class Command(BaseCommand):
             sys.exit(EXIT_PREFLIGHT)
         self.stdout.write(f"Pre-flight ok: queue active, all {len(status['breakers'])} breakers closed.")
 
-        org, _ = Organization.objects.get_or_create(slug=organization, defaults={"name": "Smoke run"})
+        org, _ = Organization.objects.get_or_create(
+            slug=organization, defaults={"name": "Smoke run", "postal_address": SMOKE_POSTAL_ADDRESS}
+        )
         run_started = timezone.now()
         ids = []
         for n in range(campaigns):  # each start is its own transaction, as an operator's would be
