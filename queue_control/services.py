@@ -203,5 +203,15 @@ def queue_pause_for_open_breakers() -> str:
         return ""
     service = tripped[0]
     logger.warning("Breaker %s is open but the queue was active: pausing it now", service)
-    queue_pause(service=service, actor=None, actor_label=SYSTEM)
+    breaker = breaker_get(service=service)
+    with transaction.atomic():
+        # The trip's own event rolled back with its pause: the history says it here instead.
+        QueueEvent.objects.create(
+            kind=QueueEvent.Kind.BREAKER_OPENED,
+            service=service,
+            reason=(breaker["last_error"] or "")[:500],
+            actor_label=SYSTEM,
+            details={"failures": breaker["failures"], "recorded_after_a_lost_pause": True},
+        )
+        queue_pause(service=service, actor=None, actor_label=SYSTEM)
     return service

@@ -56,6 +56,8 @@ def test_a_pause_the_database_keeps_refusing_is_finished_by_the_next_sweep(runni
     sweeper.engine_sweep()  # and it stays so: the sweeper pauses, it never resumes
     assert statuses(running) == ("paused", "paused", {"paused"})
     assert QueueEvent.objects.filter(kind=QueueEvent.Kind.QUEUE_PAUSED).count() == 1
+    [opened] = QueueEvent.objects.filter(kind=QueueEvent.Kind.BREAKER_OPENED)  # the history has the trip
+    assert opened.service == "millionverifier" and opened.details["recorded_after_a_lost_pause"]
 
 
 def test_with_every_breaker_closed_the_check_changes_nothing(running):
