@@ -8,6 +8,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from campaigns_project.redis import get_redis
+from tracking import outbound
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 # Rows the data migrations create (the sandbox toggles, the latch row, the beat schedule). A
@@ -68,11 +69,14 @@ def pytest_runtest_teardown(item, nextitem):
 
 @pytest.fixture(autouse=True)
 def _clean_app_redis_keys():
-    """Every test starts with none of the app's Redis keys (breakers, latch mirror, buckets)."""
+    """Every test starts with none of the app's Redis keys (breakers, latch mirror, buckets), and
+    without the outgoing webhooks' subscriptions cache, the process's copy of rows and a Redis
+    version that an earlier test's rollback and this cleanup both took away."""
     r = get_redis()
     keys = list(r.scan_iter(match=settings.REDIS_KEY_PREFIX + "*", count=1000))
     if keys:
         r.delete(*keys)
+    outbound._subscriptions_cache.update(checked=0.0, version=None, map=None)
     yield
 
 

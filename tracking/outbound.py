@@ -36,7 +36,7 @@ import httpx
 import redis
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -251,6 +251,26 @@ def _retry_until():
     return timezone.now() + timedelta(seconds=settings.OUTGOING_WEBHOOK_RETRY_FOR_SECONDS)
 
 
+def _endpoints_held(endpoint_ids) -> set:
+    """Of the endpoints the subscriptions cache names, those that still exist and are active,
+    held (FOR KEY SHARE on PostgreSQL) so none is deleted before the caller commits. The cache can
+    be seconds behind a deletion; a delivery to a deleted endpoint would fail the caller's whole
+    transaction at commit, and the caller may be the queue's pause cascade."""
+    pk = WebhookEndpoint._meta.pk
+    ids = sorted({pk.get_db_prep_value(value, connection) for value in endpoint_ids})
+    if not ids:
+        return set()
+    qn = connection.ops.quote_name
+    table, column, active = qn(WebhookEndpoint._meta.db_table), qn(pk.column), qn("is_active")
+    hold = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    placeholders = ", ".join(["%s"] * len(ids))
+    # Only names from _meta and placeholders are formatted in.
+    sql = f"SELECT {column} FROM {table} WHERE {active} AND {column} IN ({placeholders}) ORDER BY {column}{hold}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        return {pk.to_python(row[0]) for row in cursor.fetchall()}
+
+
 def event_emit(*, type: str, data: dict, organization_id: int | None = None) -> WebhookEvent | None:
     """Record one event for the endpoints subscribed to it, in the caller's transaction; None
     (and nothing written) when nobody is."""
@@ -258,6 +278,10 @@ def event_emit(*, type: str, data: dict, organization_id: int | None = None) -> 
     if not endpoint_ids:
         return None
     with transaction.atomic():
+        held = _endpoints_held(endpoint_ids)
+        endpoint_ids = [pk for pk in endpoint_ids if pk in held]
+        if not endpoint_ids:
+            return None
         event = WebhookEvent.objects.create(organization_id=organization_id, type=type, data=data)
         until = _retry_until()
         WebhookDelivery.objects.bulk_create(
@@ -275,6 +299,11 @@ def events_emit(*, type: str, items: list[tuple[int, dict]]) -> int:
     if not wanted:
         return 0
     with transaction.atomic():
+        held = _endpoints_held(pk for _, _, endpoint_ids in wanted for pk in endpoint_ids)
+        wanted = [(org, data, [pk for pk in pks if pk in held]) for org, data, pks in wanted]
+        wanted = [item for item in wanted if item[2]]
+        if not wanted:
+            return 0
         events = WebhookEvent.objects.bulk_create(
             [
                 WebhookEvent(organization_id=organization_id, type=type, data=data)
@@ -547,8 +576,12 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **fields) -> WebhookEndpoint:
 
 
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
-    endpoint.delete()
-    subscriptions_invalidate()
+    with transaction.atomic():
+        # The row lock waits for emitters holding it (_endpoints_held), so the deliveries they
+        # wrote are there to be deleted with it; emitters after it find it gone.
+        WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        endpoint.delete()
+        subscriptions_invalidate()
 
 
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:

@@ -12,6 +12,8 @@ from queue_control.selectors import breaker_get
 from queue_control.services import PAUSE_ATTEMPTS, queue_pause_for_open_breakers
 from tests.breakers import breaker_trip, cascade_fails
 from tests.factories import CampaignFactory, JobFactory
+from tracking import outbound
+from tracking.models_outbound import WebhookDelivery, WebhookEndpoint
 
 # The trip's retries run only outside a transaction, as in a worker.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,3 +67,21 @@ def test_with_every_breaker_closed_the_check_changes_nothing(running):
     sweeper.engine_sweep()
     assert statuses(running) == ("active", "running", {"pending"})
     assert not QueueEvent.objects.exists()
+
+
+def test_an_endpoint_deleted_behind_the_subscriptions_cache_cannot_break_the_pause(running, org):
+    """Another process deleted a webhook endpoint a moment ago; this one's subscriptions cache
+    still names it (it is reloaded within OUTGOING_WEBHOOK_SUBSCRIPTIONS_TTL). The breaker's
+    events must not insert a delivery to it: that would fail the pause's transaction at commit."""
+    endpoint = WebhookEndpoint.objects.create(
+        organization=org, url="https://hooks.example.com/ops", event_types=["breaker.opened", "queue.paused"]
+    )
+    kept = WebhookEndpoint.objects.create(
+        organization=org, url="https://hooks.example.com/kept", event_types=["queue.paused"]
+    )
+    assert sorted(outbound.subscribers("queue.paused", None)) == sorted([endpoint.pk, kept.pk])  # cached
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()  # as another process would
+
+    assert breaker_trip(service="millionverifier")
+    assert statuses(running) == ("paused", "paused", {"paused"})
+    assert list(WebhookDelivery.objects.values_list("endpoint_id", "event__type")) == [(kept.pk, "queue.paused")]
