@@ -8,8 +8,8 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from campaigns_project.redis import get_redis
-from tracking import outbound
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tracking import outbound
 
 # Rows the data migrations create (the sandbox toggles, the latch row, the beat schedule). A
 # transactional test ends with a flush that empties every table; pytest-django runs those tests last
