@@ -45,8 +45,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --extend-ignore E501 $(MIGRATIONS_WITH_CODE)
 	$(VENV)/bin/ruff format --check .
 
-# mypy with the Django and DRF plugins on the modules listed in pyproject.toml ([tool.mypy]);
-# incremental, its cache in .mypy_cache (git-ignored).
+# mypy with the Django and DRF plugins on every application module (pyproject.toml [tool.mypy]:
+# the app packages, migrations excluded); incremental, its cache in .mypy_cache (git-ignored).
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

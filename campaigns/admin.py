@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -8,6 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from campaigns_project.admin_site import BackOfficeAdminSite
 from campaigns_project.errors import ApplicationError
 
 from . import admin_jobs_leads, services
@@ -54,7 +57,7 @@ class CampaignEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["when", "action", "from_status", "to_status", "reason", "actor_label"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type the two lists differently
     ordering = ["-created_at", "-id"]
     verbose_name_plural = "History"
 
@@ -248,7 +251,8 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def panels(self, campaign: Campaign) -> list:
         # Registered by the apps in AppConfig.ready() (campaigns_project.admin_site).
-        return [panel(campaign) for panel in self.admin_site.campaign_panels()]
+        site = cast(BackOfficeAdminSite, self.admin_site)  # the back-office site; the stubs know only AdminSite
+        return [panel(campaign) for panel in site.campaign_panels()]
 
     def act_view(self, request: HttpRequest, object_id, action_name: str):
         campaign = get_object_or_404(Campaign.objects.alive(), pk=object_id)

@@ -6,7 +6,7 @@ from functools import cached_property
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -43,6 +43,7 @@ class BoundedCountPaginator(Paginator):
     for a full COUNT(*); past the limit, filter to narrow the list."""
 
     COUNT_LIMIT = 10_000
+    object_list: QuerySet  # the admin paginates querysets only
 
     @cached_property
     def count(self) -> int:

@@ -3,6 +3,8 @@ nothing is ever rendered back), every change goes through campaigns/mailboxes.py
 pause latch has its buttons (resume, resume acknowledging the figure, reset the breaker) as
 bulk actions that explain a refusal in words."""
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -67,7 +69,7 @@ class MailboxAdminForm(forms.ModelForm):
         fields = ["organization", *mailboxes.MAILBOX_FIELDS, "campaigns"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = cast(dict[str, Any], super().clean())  # a ModelForm's clean returns cleaned_data (stubs: or None)
         if self.errors:
             return cleaned
         probe = Mailbox(**{name: cleaned.get(name) for name in mailboxes.MAILBOX_FIELDS if name in cleaned})

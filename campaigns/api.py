@@ -97,7 +97,10 @@ class CampaignSerializer(strict.ModelSerializer):
     name = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
     search_url = serializers.CharField(
-        max_length=2000, required=False, allow_blank=True, validators=[validate_apollo_search_url]
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        validators=[validate_apollo_search_url],  # type: ignore[list-item]  # DRF ignores a validator's return value
     )
     lead_count = serializers.IntegerField(min_value=1, max_value=settings.CAMPAIGN_MAX_LEAD_COUNT, required=False)
     from_email = serializers.EmailField(required=False, allow_blank=True)
@@ -159,7 +162,10 @@ class CampaignSerializer(strict.ModelSerializer):
 class CampaignUpdateSerializer(CampaignSerializer):
     """The same fields; `organization` is fixed once the campaign exists (the schema says so)."""
 
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # Redeclared read-only: DRF replaces the parent's field; the stubs see an incompatible class attribute.
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(  # type: ignore[assignment]
+        slug_field="slug", read_only=True
+    )
 
 
 class CampaignEventSerializer(serializers.ModelSerializer):
@@ -228,7 +234,7 @@ class LeadStatsSerializer(serializers.Serializer):
     enriched = serializers.IntegerField()
     sendable = serializers.IntegerField(help_text="valid or catch_all: the leads outreach mails")
     by_email_status = serializers.DictField(child=serializers.IntegerField())
-    errors = serializers.IntegerField(help_text="failed jobs of this campaign")
+    errors = serializers.IntegerField(help_text="failed jobs of this campaign")  # type: ignore[assignment]  # a field, not Serializer.errors
 
 
 class CampaignDetailsSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ on campaigns.api_base.CampaignResourceViewSet (another organization's campaign i
 upload needs an owner or operator)."""
 
 import csv
+from typing import cast
 
 import django_filters
 from django.http import StreamingHttpResponse
@@ -76,9 +77,11 @@ class UploadErrorSerializer(serializers.Serializer):
     """Every 400 of the upload has this shape, whatever refused it (the form, the file, a row)."""
 
     file = serializers.ListField(child=serializers.CharField(), help_text="Why the file was refused, in words.")
-    errors = RowErrorSerializer(many=True, help_text="The bad rows (the first 100); empty when the file itself is bad.")
+    errors = RowErrorSerializer(  # type: ignore[assignment]  # a field, not Serializer.errors
+        many=True, help_text="The bad rows (the first 100); empty when the file itself is bad."
+    )
     error_count = serializers.IntegerField(help_text="How many problems in all.")
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # a field, not Serializer.fields
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Refused form fields other than `file`, each with its messages.",
@@ -163,7 +166,8 @@ class CampaignResultsViewSet(mixins.ListModelMixin, CampaignResourceViewSet):
     ordering_fields = ["id", "email", "email_status", "company", "created_at"]
     ordering = ["id"]
     pagination_class = HasNextPagination
-    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, LeadsCSVRenderer]
+    # cast: api_settings imports the classes its settings name (the stubs type the names).
+    renderer_classes = [*cast(list[type[BaseRenderer]], api_settings.DEFAULT_RENDERER_CLASSES), LeadsCSVRenderer]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -215,7 +219,7 @@ class CampaignLeadsUploadViewSet(CampaignResourceViewSet):
             body = UploadRequestSerializer(data=request.data)
             body.is_valid(raise_exception=True)
         except ParseError as exc:
-            return _upload_refused([exc.detail])
+            return _upload_refused([str(exc.detail)])
         except ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"file": exc.detail}
             others = {name: _messages(value) for name, value in detail.items() if name != "file"}

@@ -21,7 +21,7 @@ from queue_control.selectors import breaker_state
 from . import mailboxes, selectors
 from .api import OrganizationSlugField
 from .api_base import CanOperateOrganization, organization_for_create
-from .models import Campaign, Mailbox
+from .models import Campaign, Mailbox, Organization
 
 
 def mailboxes_for_user(*, user):
@@ -106,7 +106,10 @@ class MailboxSerializer(strict.ModelSerializer):
 
 
 class MailboxUpdateSerializer(MailboxSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # Redeclared read-only: DRF replaces the parent's field; the stubs see an incompatible class attribute.
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(  # type: ignore[assignment]
+        slug_field="slug", read_only=True
+    )
 
 
 class MailboxResumeSerializer(strict.Serializer):

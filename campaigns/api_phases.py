@@ -9,6 +9,8 @@
   allowed ones, as the actions' own endpoints are.
 """
 
+from typing import Any
+
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -28,7 +30,7 @@ from .transitions import action_refusal
 
 WORKING_PHASES = PHASE_ORDER[:-1]
 # What the current phase is doing, from the campaign's status.
-PHASE_STATUS_FOR = {
+PHASE_STATUS_FOR: dict[str, str] = {
     CampaignStatus.RUNNING: "running",
     CampaignStatus.PAUSED: "paused",
     CampaignStatus.FAILED: "failed",
@@ -93,7 +95,7 @@ def campaign_phases(*, campaign: Campaign, now=None) -> dict:
     now = now or timezone.now()
     rows = {row.phase: row for row in campaign.phases.all()}
     current = campaign.phase if campaign.phase in WORKING_PHASES else None
-    phases = []
+    phases: list[dict[str, Any]] = []
     for name in WORKING_PHASES:
         row = rows.get(name)
         if row is None:
@@ -123,7 +125,9 @@ def campaign_phases(*, campaign: Campaign, now=None) -> dict:
                 },
                 "started_at": row.started_at if row is not None else None,
                 "finished_at": row.finished_at if row is not None else None,
-                "duration_seconds": round((end - row.started_at).total_seconds(), 3) if row is not None else None,
+                "duration_seconds": (
+                    round((end - row.started_at).total_seconds(), 3) if row is not None and end is not None else None
+                ),
             }
         )
     if not campaign.phase:

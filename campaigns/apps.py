@@ -9,9 +9,9 @@ class CampaignsConfig(AppConfig):
         """Every plug-in of this app, wired by name: the pipeline's job handlers and the Instantly
         channel, the queue cascade (pausing's signal receivers) and the status page's counts, the
         campaign page's job panel, and the system check that every job type and channel is served."""
-        from django.contrib import admin
         from django.core import checks
 
+        from campaigns_project.admin_site import back_office_site
         from queue_control.counts import queue_counts_register
 
         from . import handlers, pausing, secrets  # noqa: F401  (secrets: the mailbox key's deploy check)
@@ -32,6 +32,7 @@ class CampaignsConfig(AppConfig):
             outreach_settlers={"instantly": handlers.instantly_outreach_settle},
         )
         queue_counts_register("campaigns", pausing.queue_counts)
-        admin.site.register_campaign_panel("jobs", job_counts_panel)
-        admin.site.register_campaign_panel("mailboxes", mailboxes_panel)
+        site = back_office_site()
+        site.register_campaign_panel("jobs", job_counts_panel)
+        site.register_campaign_panel("mailboxes", mailboxes_panel)
         checks.register(plug_ins_check)

@@ -286,6 +286,8 @@ def push_instantly(*, job: Job) -> dict:
 def _push_range(job: Job, instantly, remote_id: str) -> dict:
     deadline = monotonic() + settings.ENGINE_TASK_BUDGET_SECONDS
     counts: dict[str, int] = dict(job.result.get("counts", {}))
+    if job.range_start is None:  # push_instantly sends only the jobs with a range here
+        raise TypeError(f"job {job.pk} has no lead range to push")
     after = int(job.result.get("after_lead_id", job.range_start - 1))
     sendable = _range(job).filter(email_status__in=SENDABLE_EMAIL_STATUSES).order_by("pk")
     while chunk := list(sendable.filter(pk__gt=after)[:MAX_LEADS_PER_CALL]):

@@ -7,7 +7,7 @@ number of campaigns and jobs (benchmarks/cascade.py measures it).
 """
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Field, ForeignObjectRel, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -35,18 +35,25 @@ def campaign_pause_cause(*, kind: str, service: str) -> PauseCause:
     return PauseCause(PauseKind.QUEUE)
 
 
+def _column(field: Field | ForeignObjectRel) -> str:
+    """A concrete field's column (the stubs allow a field without one)."""
+    if isinstance(field, ForeignObjectRel) or field.column is None:
+        raise TypeError(f"{field!r} has no column")
+    return field.column
+
+
 def _events_insert(campaign_ids: list, *, from_status: str, to_status: str, reason: str, actor, label: str, now):
     """One INSERT … SELECT writes the history row of every campaign in `campaign_ids`."""
     ids_sql, ids_params = Campaign.objects.filter(pk__in=campaign_ids).values("pk").query.sql_with_params()
     qn = connection.ops.quote_name
     columns = ", ".join(
-        qn(CampaignEvent._meta.get_field(name).column)
+        qn(_column(CampaignEvent._meta.get_field(name)))
         for name in ("campaign", "actor", "actor_label", "action", "from_status", "to_status", "reason", "created_at")
     )
     sql = (
         f"INSERT INTO {qn(CampaignEvent._meta.db_table)} ({columns}) "  # noqa: S608 (names from _meta)
-        f"SELECT {qn(Campaign._meta.pk.column)}, %s, %s, %s, %s, %s, %s, %s "
-        f"FROM {qn(Campaign._meta.db_table)} WHERE {qn(Campaign._meta.pk.column)} IN ({ids_sql})"
+        f"SELECT {qn(_column(Campaign._meta.pk))}, %s, %s, %s, %s, %s, %s, %s "
+        f"FROM {qn(Campaign._meta.db_table)} WHERE {qn(_column(Campaign._meta.pk))} IN ({ids_sql})"
     )
     params = [actor.pk if actor is not None else None, label, f"campaign.{to_status}", from_status, to_status]
     params += [reason[:500], now, *ids_params]

@@ -140,7 +140,7 @@ def _advance_locked(campaign: Campaign) -> None:
             outreach_message = outcome.message
         now = timezone.now()
         CampaignPhase.objects.filter(pk=phase.pk).update(finished_at=now, updated_at=now)
-        next_phase = PHASE_ORDER[PHASE_ORDER.index(campaign.phase) + 1]
+        next_phase = PHASE_ORDER[PHASE_ORDER.index(Phase(campaign.phase)) + 1]
         campaign_event_record(
             campaign=campaign,
             action="campaign.phase_changed",

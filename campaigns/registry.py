@@ -20,6 +20,7 @@ and a settler for every channel.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 JobHandler = Callable[..., dict]
 OutreachLauncher = Callable[..., None]
@@ -44,6 +45,8 @@ OUTREACH_LAUNCHERS: dict[str, OutreachLauncher] = {}
 OUTREACH_SETTLERS: dict[str, OutreachSettler] = {}
 JOB_RECOVERERS: dict[str, JobRecoverer] = {}
 
+_Plugin = TypeVar("_Plugin", bound=Callable[..., object])
+
 
 class RetryableJobError(Exception):
     """A passing failure; `retry_after` (seconds) is what the provider asked us to wait, if it did."""
@@ -66,13 +69,14 @@ def register(
 ) -> None:
     """Register plug-ins by job type or channel name (from an AppConfig.ready()). A name registered
     twice is a programming error, refused."""
-    for table, entries in (
-        (JOB_HANDLERS, job_handlers),
-        (OUTREACH_LAUNCHERS, outreach_launchers),
-        (OUTREACH_SETTLERS, outreach_settlers),
-        (JOB_RECOVERERS, job_recoverers),
-    ):
-        for name, fn in (entries or {}).items():
-            if table.get(name, fn) is not fn:
-                raise ValueError(f"{name!r} is registered twice: {table[name]!r} and {fn!r}")
-            table[name] = fn
+    _register_into(JOB_HANDLERS, job_handlers)
+    _register_into(OUTREACH_LAUNCHERS, outreach_launchers)
+    _register_into(OUTREACH_SETTLERS, outreach_settlers)
+    _register_into(JOB_RECOVERERS, job_recoverers)
+
+
+def _register_into(table: dict[str, _Plugin], entries: dict[str, _Plugin] | None) -> None:
+    for name, fn in (entries or {}).items():
+        if table.get(name, fn) is not fn:
+            raise ValueError(f"{name!r} is registered twice: {table[name]!r} and {fn!r}")
+        table[name] = fn

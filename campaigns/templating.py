@@ -21,6 +21,7 @@ import functools
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -189,7 +190,7 @@ class _Sequence:
         return str(self.expression)
 
 
-def _annotate(exc: Exception, node: Node) -> None:
+def _annotate(exc: RenderLimitExceeded | UnknownVariable, node: Node) -> None:
     if getattr(exc, "lineno", True) is None:  # the innermost node names the line
         token = getattr(node, "token", None)
         exc.lineno = getattr(token, "lineno", None)
@@ -207,7 +208,7 @@ def _bound(node: Node) -> None:
         try:
             if budget is not None:
                 budget.spend_steps(1)
-            output = render(context)
+            output = cast(str, render(context))  # the stubs say int | str; a node renders a str
             if budget is not None and leaf:
                 budget.spend_chars(len(output))
             return output
@@ -215,9 +216,9 @@ def _bound(node: Node) -> None:
             _annotate(exc, node)
             raise
 
-    node.render_annotated = render_annotated
+    node.render_annotated = render_annotated  # type: ignore[method-assign]  # wrapped on this node only
     if isinstance(node, ForNode):
-        node.sequence = _Sequence(node.sequence)
+        node.sequence = _Sequence(node.sequence)  # type: ignore[assignment]  # stands in for the FilterExpression
 
 
 def _line_of(exc: Exception) -> int | None:

@@ -29,7 +29,7 @@ from .states import (
 )
 
 # scheduled_at is not here: it is the launch time the operator chose, set by campaign_schedule.
-_TIMESTAMP_FOR = {
+_TIMESTAMP_FOR: dict[str, str] = {
     CampaignStatus.RUNNING: "started_at",
     CampaignStatus.PAUSED: "paused_at",
     CampaignStatus.COMPLETED: "completed_at",

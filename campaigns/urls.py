@@ -3,11 +3,13 @@
 `campaigns/(?P<campaign_pk>[^/.]+)/<resource>`; its verbs are actions of CampaignViewSet (and the
 transition, CampaignTransitionViewSet)."""
 
+from rest_framework.viewsets import ViewSetMixin
+
 from . import api, api_jobs, api_leads, api_mailboxes, api_organizations, api_phases
 
 CAMPAIGN = r"campaigns/(?P<campaign_pk>[^/.]+)"
 
-ROUTES = [
+ROUTES: list[tuple[str, type[ViewSetMixin], str]] = [
     ("campaigns", api.CampaignViewSet, "campaign"),
     ("campaigns", api_phases.CampaignTransitionViewSet, "campaign-transition"),
     (f"{CAMPAIGN}/phases", api_phases.CampaignPhasesViewSet, "campaign-phases"),

@@ -11,6 +11,7 @@ Installed as the default site by `campaigns_project.apps.AdminConfig` (INSTALLED
 `django.contrib.admin.site` is this one."""
 
 from collections.abc import Callable
+from typing import cast
 
 from django.contrib import admin
 
@@ -40,3 +41,8 @@ class BackOfficeAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list:
         return [pattern for urls in self._pages.values() for pattern in urls()] + super().get_urls()
+
+
+def back_office_site() -> BackOfficeAdminSite:
+    """`django.contrib.admin.site`, typed as the BackOfficeAdminSite it is (AdminConfig.default_site)."""
+    return cast(BackOfficeAdminSite, admin.site)

@@ -14,7 +14,7 @@ class FailedAuthLockout(BaseAuthentication):
             raise Throttled(wait=wait, detail="Too many failed authentication attempts from this address.")
         return None
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request) -> str | None:
         # DRF asks the first authenticator for WWW-Authenticate, which turns a refusal into 401
         # (not 403): answer for the token scheme the next class implements.
         return TokenAuthentication().authenticate_header(request)

@@ -111,7 +111,7 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with json_loads' rules. Only UTF-8 is read (RFC 8259 §8.1)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = parsers.get_encoding(parser_context or {})
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]  # newer than the stubs
         if encoding.lower().replace("-", "").replace("_", "") != "utf8":
             raise ParseError(f'Unsupported charset "{encoding}": JSON bodies must be UTF-8.')
         try:

@@ -7,6 +7,7 @@
 """
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from django.db import models
 from rest_framework import serializers
@@ -29,7 +30,13 @@ class DateTimeField(serializers.DateTimeField):
         return super().enforce_timezone(value)
 
 
-class StrictFieldsMixin:
+if TYPE_CHECKING:  # the mixin's place in the serializers' MRO, for the type checker only
+    _SerializerBase = serializers.Serializer
+else:
+    _SerializerBase = object
+
+
+class StrictFieldsMixin(_SerializerBase):
     def to_internal_value(self, data):
         refused = {}
         if isinstance(data, Mapping):

@@ -14,6 +14,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.conf import global_settings
@@ -179,7 +180,7 @@ LOGGING = {
 # gunicorn.conf.py lets request lines up to 8190 bytes reach it.
 MAX_REQUEST_URI_LENGTH = env_int("MAX_REQUEST_URI_LENGTH", 4096, minimum=256)
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "campaigns_project.authentication.FailedAuthLockout",
         "rest_framework.authentication.TokenAuthentication",

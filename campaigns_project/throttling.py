@@ -22,8 +22,10 @@ from .net import client_ip
 
 
 class SettingsRateMixin:
+    scope: str | None  # the throttle's (SimpleRateThrottle)
+
     def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) if self.scope is not None else None
 
     def get_ident(self, request) -> str:
         return client_ip(request) or "unknown"
@@ -56,24 +58,25 @@ class FailedAuthThrottle(SettingsRateMixin, throttling.SimpleRateThrottle):
     def get_cache_key(self, request, view=None) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
-    def _history(self, request) -> list[float]:
+    def _history(self, request, duration: int) -> list[float]:
         self.key = self.get_cache_key(request)
         self.now = self.timer()
-        return [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        return [t for t in self.cache.get(self.key, []) if t > self.now - duration]
 
     def blocked_for(self, request) -> float | None:
         """Seconds until this address may try again, or None when it is not locked out."""
-        if self.rate is None:
+        # parse_rate gives None for both figures exactly when there is no rate.
+        if self.rate is None or self.num_requests is None or self.duration is None:
             return None
-        self.history = self._history(request)
+        self.history = self._history(request, self.duration)
         if len(self.history) < self.num_requests:
             return None
         return max(self.history[-1] + self.duration - self.now, 1.0)
 
     def record_failure(self, request) -> None:
-        if self.rate is None:
+        if self.rate is None or self.num_requests is None or self.duration is None:
             return
-        history = [self.timer(), *self._history(request)][: self.num_requests + 1]
+        history = [self.timer(), *self._history(request, self.duration)][: self.num_requests + 1]
         self.cache.set(self.key, history, self.duration)
 
 

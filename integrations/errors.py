@@ -11,6 +11,9 @@ breakers) decide by type and by two class-level flags, never by parsing messages
 class ProviderError(Exception):
     counts_for_breaker: bool = True
     trips_immediately: bool = False
+    # Set by the SMTP sender only (tracking.sending): whether the server may have accepted the
+    # message before failing. Declared, not defaulted: readers use getattr with their own default.
+    delivery_uncertain: bool
 
     def __init__(self, service: str, message: str, status_code: int | None = None) -> None:
         super().__init__(f"{service}: {message}")

@@ -68,7 +68,7 @@ class TokenBucket:
         # means the same as a full bucket, so the key may expire.
         return math.ceil(self.burst / self.rate * 1000) + 1000
 
-    def script_args(self) -> list:
+    def script_args(self) -> list[float | int]:
         return [self.rate, self.burst, self.ttl_ms]
 
     def try_acquire(self, tokens: int = 1) -> float:

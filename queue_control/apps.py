@@ -7,8 +7,8 @@ class QueueControlConfig(AppConfig):
 
     def ready(self) -> None:
         """The queue control pages of the admin (campaigns_project.admin_site's hook)."""
-        from django.contrib import admin
+        from campaigns_project.admin_site import back_office_site
 
         from .admin import queue_control_urls
 
-        admin.site.register_pages("queue_control", queue_control_urls)
+        back_office_site().register_pages("queue_control", queue_control_urls)

@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -150,7 +151,8 @@ def breaker_restore(
 def breaker_state_fast(service: str) -> str | None:
     """The state alone, one HGET (the guard's hot path). None: the hash is gone, rebuild it."""
     try:
-        return get_redis().hget(breaker_keys(service)[0], "state")
+        # cast: the client decodes responses (decode_responses=True), which redis-py's types cannot see.
+        return cast(str | None, get_redis().hget(breaker_keys(service)[0], "state"))
     except redis.RedisError:
         logger.warning("Redis unreadable: breaker %s reported unknown", service)
         return UNKNOWN

@@ -6,6 +6,7 @@ the QueueState row, which is the truth.
 """
 
 import logging
+from typing import cast
 
 import redis
 from django.db import DatabaseError
@@ -38,7 +39,8 @@ def _mirror_rebuild() -> str:
     # NX: a pause that set the mirror while we read the row wins over our (older) reading.
     if r.set(latch_key(), state, nx=True):
         return state
-    return r.get(latch_key()) or QueueState.State.PAUSED
+    # cast: the client decodes responses (decode_responses=True), which redis-py's types cannot see.
+    return cast(str | None, r.get(latch_key())) or QueueState.State.PAUSED
 
 
 def mirror_set(state: str) -> None:

@@ -149,16 +149,22 @@ def call_permit(
     its owner's to handle (the mailbox's pause)."""
     _known(service)
     breaker_name = breaker or service
-    buckets = [bucket for bucket in buckets if bucket is not None]
+    present = [bucket for bucket in buckets if bucket is not None]
     caps = list(caps)
     gate = latch_key()
     record_keys = [record.key, record.fence_key] if record else [gate, gate]
     keys = [gate, breakers.breaker_keys(breaker_name)[0], *record_keys, *(cap.key for cap in caps)]
-    keys += [bucket.key for bucket in buckets]
+    keys += [bucket.key for bucket in present]
     entries = list(record.entries) if record else []
-    args = [QueueState.State.ACTIVE, len(entries), record.ttl_seconds if record else 0, len(caps), *entries]
+    args: list[str | int | float] = [
+        QueueState.State.ACTIVE,
+        len(entries),
+        record.ttl_seconds if record else 0,
+        len(caps),
+        *entries,
+    ]
     args += [arg for cap in caps for arg in (cap.limit, cap.ttl_seconds)]
-    args += [arg for bucket in buckets for arg in bucket.script_args()]
+    args += [arg for bucket in present for arg in bucket.script_args()]
     try:
         script = get_redis().register_script(_PERMIT_LUA)
         for _ in range(3):  # at most: rebuild the mirror, rebuild the breaker, answer

@@ -133,7 +133,7 @@ class EmailEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="link")
     def link_url(self, event: EmailEvent) -> str:
-        return truncated(event.link.url, 32) if event.link_id else "-"
+        return truncated(event.link.url, 32) if event.link is not None else "-"
 
     @admin.display(description="user agent")
     def agent(self, event: EmailEvent) -> str:

@@ -14,7 +14,7 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["id", "event", "status", "attempts", "last_status_code", "last_error", "last_attempt_at", "delivered_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # the same names; the stubs type the two lists differently
     ordering = ["-id"]
     max_num = 0
     show_change_link = True
@@ -98,7 +98,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "created_at",
         "payload",
     ]
-    fields = readonly_fields
+    fields = readonly_fields  # type: ignore[assignment]  # the same names; the stubs type the two lists differently
     actions = ["replay"]
 
     @admin.display(description="event", ordering="event__type")

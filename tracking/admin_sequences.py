@@ -2,6 +2,9 @@
 same services as the API (validated, recorded in the campaign's history); a sequence panel on the
 campaign page (steps and per-variant figures); a recipient's timeline on its page."""
 
+from collections.abc import Callable
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -25,7 +28,7 @@ class _EditableCampaignForm(forms.ModelForm):
     sequence cannot be edited now."""
 
     def clean(self):
-        data = super().clean()
+        data = cast(dict[str, Any], super().clean())  # a ModelForm's clean returns cleaned_data (stubs: or None)
         campaign = data.get("campaign") or getattr(self.instance, "campaign", None)
         refusal = sequence_services.sequence_edit_refusal(campaign)
         if refusal:
@@ -39,6 +42,9 @@ class _ThroughServices(admin.ModelAdmin):
     form = _EditableCampaignForm
     raw_id_fields = ["campaign"]
     list_select_related = ["campaign"]
+    # Each subclass's: the form fields its service takes, and the service call that saves them.
+    service_fields: tuple[str, ...]
+    service_save: Callable[..., None]
 
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in self.service_fields if name in form.cleaned_data}

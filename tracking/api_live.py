@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from campaigns.api import OrganizationSlugField, PauseFieldsSerializer
 from campaigns.api_base import CampaignResourceViewSet, CanOperateOrganization, organization_for_create
+from campaigns.models import Organization
 from campaigns.selectors import organizations_for_user
 from campaigns.states import CampaignStatus, Phase
 from campaigns_project import serializers as strict
@@ -69,7 +70,7 @@ class ProgressMessageSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     id = serializers.CharField(help_text="This message's id.")
     sent_at = serializers.DateTimeField()
-    data = ProgressDataSerializer()
+    data = ProgressDataSerializer()  # type: ignore[assignment]  # a field, not Serializer.data
 
 
 class CampaignProgressViewSet(CampaignResourceViewSet):
@@ -159,7 +160,10 @@ class WebhookEndpointSerializer(strict.ModelSerializer):
 
 
 class WebhookEndpointUpdateSerializer(WebhookEndpointSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # Redeclared read-only: DRF replaces the parent's field; the stubs see an incompatible class attribute.
+    organization: serializers.SlugRelatedField[Organization] = serializers.SlugRelatedField(  # type: ignore[assignment]
+        slug_field="slug", read_only=True
+    )
 
 
 class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):

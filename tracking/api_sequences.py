@@ -59,7 +59,9 @@ class SequenceStepSerializer(strict.ModelSerializer):
 
 class StepVariantSerializer(strict.ModelSerializer):
     step = serializers.IntegerField(min_value=1, max_value=100, required=False)
-    label = serializers.RegexField(r"^[A-Za-z0-9_-]{1,32}$", help_text="A, B, … (letters, digits, - and _).")
+    label = serializers.RegexField(  # type: ignore[assignment]  # a field, not Field.label
+        r"^[A-Za-z0-9_-]{1,32}$", help_text="A, B, … (letters, digits, - and _)."
+    )
     weight = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     subject_template = serializers.CharField(max_length=998, required=False, allow_blank=True, trim_whitespace=False)
     body_template = serializers.CharField(max_length=100_000, trim_whitespace=False)

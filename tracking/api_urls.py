@@ -3,11 +3,13 @@
 `campaigns/(?P<campaign_pk>[^/.]+)/`; no route depends on the order of inclusion
 (tests/test_routes.py)."""
 
+from rest_framework.viewsets import ViewSetMixin
+
 from campaigns.urls import CAMPAIGN
 
 from . import api, api_inbound, api_live, api_sequences
 
-ROUTES = [
+ROUTES: list[tuple[str, type[ViewSetMixin], str]] = [
     (f"{CAMPAIGN}/recipients", api.RecipientViewSet, "campaign-recipient"),
     (f"{CAMPAIGN}/test", api.TestSendViewSet, "campaign-test-send"),
     (f"{CAMPAIGN}/stats", api.StatsViewSet, "campaign-stats"),

@@ -10,12 +10,11 @@ class TrackingConfig(AppConfig):
         recoverer, launcher and settler; the campaign page's stats panel and the live dashboard's
         admin pages. (`receivers` connects the live view's and the outgoing webhooks' receivers of
         campaign and queue history.)"""
-        from django.contrib import admin
-
         from campaigns.mailboxes import MAILBOX_RESUME_GUARDS
         from campaigns.registry import register
         from campaigns.services import RESUME_GUARDS
         from campaigns.states import JobType, MailboxPauseKind, PauseKind
+        from campaigns_project.admin_site import back_office_site
 
         from . import deliverability, receivers, sending  # noqa: F401  (deliverability: its event receiver)
         from .admin_dashboard import dashboard_urls
@@ -33,6 +32,7 @@ class TrackingConfig(AppConfig):
         MAILBOX_RESUME_GUARDS.setdefault(MailboxPauseKind.DELIVERABILITY, []).append(
             deliverability.mailbox_resume_guard
         )
-        admin.site.register_campaign_panel("stats", campaign_stats_panel)
-        admin.site.register_campaign_panel("sequence", campaign_sequence_panel)
-        admin.site.register_pages("live_dashboard", dashboard_urls)
+        site = back_office_site()
+        site.register_campaign_panel("stats", campaign_stats_panel)
+        site.register_campaign_panel("sequence", campaign_sequence_panel)
+        site.register_pages("live_dashboard", dashboard_urls)

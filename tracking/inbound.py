@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -167,7 +168,7 @@ def _original_headers(message: EmailMessage) -> EmailMessage | None:
         if kind == "message/rfc822":
             payload = part.get_payload()
             if isinstance(payload, list) and payload:
-                return payload[0]
+                return cast(EmailMessage, payload[0])  # parsed with policy.default: its parts are EmailMessages
         if kind == "text/rfc822-headers":
             return email.message_from_string(_text_of(part), policy=email.policy.default)
     return None
@@ -179,7 +180,10 @@ def _original_headers(message: EmailMessage) -> EmailMessage | None:
 def mail_classify(message: EmailMessage) -> Classification:
     """Bounce, automatic reply or human reply, with the marks that decided it."""
     content_type = message.get_content_type()
-    report_type = (message.get_param("report-type") or "").lower() if content_type == "multipart/report" else ""
+    # cast: policy.default decodes RFC 2231 parameters, so a parameter is a str (compat32's tuple is not here).
+    report_type = (
+        (cast(str | None, message.get_param("report-type")) or "").lower() if content_type == "multipart/report" else ""
+    )
     if report_type == "delivery-status" or _parts(message, "message/delivery-status"):
         groups = _dsn_fields(message)
         failed = [g for g in groups if g.get("action", "failed").lower() in DSN_FAILED_ACTIONS]

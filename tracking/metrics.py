@@ -138,6 +138,8 @@ class ProductCollector:
         imap_accounts.add_metric(["healthy"], figures["imap_total"] - figures["imap_failing"])
         yield imap_accounts
 
+        buffered: float
+        dirty: float
         try:
             buffered = opens_pending()
             dirty = get_redis().scard(dirty_campaigns_key())

@@ -30,6 +30,7 @@ import socket
 import time
 from datetime import timedelta
 from functools import lru_cache
+from typing import cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -74,7 +75,8 @@ def _own_addresses() -> frozenset:
     found = set()
     try:
         for info in socket.getaddrinfo(socket.gethostname(), None):
-            found.add(ipaddress.ip_address(info[4][0].split("%")[0]))
+            # cast: an IPv4 or IPv6 sockaddr starts with the address string (typeshed adds (int, bytes)).
+            found.add(ipaddress.ip_address(cast(str, info[4][0]).split("%")[0]))
     except OSError:
         pass
     return frozenset(found)
@@ -130,7 +132,8 @@ def resolve_checked(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise UnsafeTarget(f"{host} does not resolve: {exc}") from exc
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    # cast: an IPv4 or IPv6 sockaddr starts with the address string (typeshed adds (int, bytes)).
+    addresses = list(dict.fromkeys(cast(str, info[4][0]) for info in infos))
     for address in addresses:
         refusal = address_refusal(address)
         if refusal:
@@ -261,7 +264,7 @@ def _endpoints_held(endpoint_ids) -> set:
     if not ids:
         return set()
     qn = connection.ops.quote_name
-    table, column, active = qn(WebhookEndpoint._meta.db_table), qn(pk.column), qn("is_active")
+    table, column, active = qn(WebhookEndpoint._meta.db_table), qn(pk.column or pk.attname), qn("is_active")
     hold = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
     placeholders = ", ".join(["%s"] * len(ids))
     # Only names from _meta and placeholders are formatted in.

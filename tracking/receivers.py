@@ -25,13 +25,13 @@ from .outbound import event_emit, events_emit, subscribers
 from .states import EventType
 
 STATUS_ACTIONS = {f"campaign.{status}" for status in CampaignStatus.values}
-QUEUE_EVENT_TYPES = {
+QUEUE_EVENT_TYPES: dict[str, str] = {
     QueueEvent.Kind.QUEUE_PAUSED: WebhookEventType.QUEUE_PAUSED,
     QueueEvent.Kind.QUEUE_RESUMED: WebhookEventType.QUEUE_RESUMED,
     QueueEvent.Kind.BREAKER_OPENED: WebhookEventType.BREAKER_OPENED,
     QueueEvent.Kind.BREAKER_RESET: WebhookEventType.BREAKER_RESET,
 }
-EMAIL_EVENT_TYPES = {
+EMAIL_EVENT_TYPES: dict[str, str] = {
     EventType.OPEN: WebhookEventType.EMAIL_OPENED,
     EventType.CLICK: WebhookEventType.EMAIL_CLICKED,
     EventType.REPLY: WebhookEventType.EMAIL_REPLIED,
@@ -161,6 +161,8 @@ def email_events_emit(*, type: str, campaign_id, events: list[dict]) -> int:
         return 0
     webhook_type = _webhook_type(type)
     organization_id = _organization_of(campaign_id)
+    if webhook_type is None or organization_id is None:  # email_events_wanted saw both already
+        return 0
     emails = dict(
         Recipient.objects.filter(pk__in=[event["recipient_id"] for event in events]).values_list("pk", "email")
     )

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid
+from typing import Protocol
 from urllib.parse import quote
 
 from django.conf import settings
@@ -73,13 +74,24 @@ class Content:
     html: str
 
 
+class MessageTemplates(Protocol):
+    """What render_content reads: a campaign, or a step's or variant's templates
+    (tracking.sequences.Templates)."""
+
+    @property
+    def subject_template(self) -> str: ...
+
+    @property
+    def body_template(self) -> str: ...
+
+
 def _split_trailing(url: str) -> tuple[str, str]:
     """`see https://x.com/offer.` links to https://x.com/offer, not to `offer.`."""
     stripped = url.rstrip(_TRAILING_PUNCTUATION)
     return stripped, url[len(stripped) :]
 
 
-def render_content(*, campaign: Campaign, context: dict) -> Content:
+def render_content(*, campaign: MessageTemplates, context: dict) -> Content:
     """Subject and both bodies. Variables are escaped in the HTML part (autoescape on) and kept as
     given in the subject and the text part. A body without HTML tags is plain text: its HTML part
     is the escaped text with paragraphs and clickable links.

@@ -17,6 +17,7 @@ import re
 import smtplib
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from time import monotonic, sleep
 
 import redis
@@ -458,7 +459,7 @@ class SendBatch:
             self.plan = sequence_plan(campaign=campaign, rules=self.plan.rules)  # the winner from now on
         self.postal_address = campaign.organization.postal_address
         self.threads: dict[int, list[tuple[int, str, str]]] = {}  # earlier steps sent, per recipient
-        self.sent: dict[int, tuple[str, object]] = {}  # accepted, not yet in the database
+        self.sent: dict[int, tuple[str, datetime]] = {}  # accepted, not yet in the database
         self.variants: dict[int, str] = {}  # the A/B variant each accepted message was
         self.untouched: set[int] = set()  # claimed, never committed: safe to release
         self.result = {key: int(job.result.get(key, 0)) for key in ("claimed", "sent", "failed", "bounced")}
@@ -514,7 +515,7 @@ class SendBatch:
         if mailbox is not None:
             mailbox.refresh_from_db(fields=["pause_kind", "pause_figure"])
             if mailbox.is_paused:
-                self._mailbox_paused()
+                self._mailbox_paused(mailbox)
         connection = mailbox_connection(mailbox)
         try:
             self._permit(rate_limited=False)  # opening the connection commits no message: no token
@@ -583,11 +584,10 @@ class SendBatch:
         else:
             failure_record("smtp", exc)
 
-    def _mailbox_paused(self) -> None:
+    def _mailbox_paused(self, mailbox: Mailbox) -> None:
         """The mailbox is latched paused (its breaker, the deliverability guard): sweep its
         campaigns again (idempotent: a pause interrupted before its cascade is finished here),
         then stop like a queue pause."""
-        mailbox = self.mailbox
         mailbox_pause(
             mailbox_id=mailbox.pk, kind=mailbox.pause_kind or MailboxPauseKind.BREAKER, figure=mailbox.pause_figure
         )
@@ -611,6 +611,7 @@ class SendBatch:
         self._permit(record=journal_record(self.job.pk, *entries))
 
     def _permit(self, *, rate_limited: bool = True, record=None) -> None:
+        buckets: list[TokenBucket | None]
         buckets, caps, breaker = [self.bucket] if rate_limited else [], [], None
         if self.mailbox is not None:
             breaker = self.mailbox.breaker_name
@@ -625,10 +626,10 @@ class SendBatch:
                 raise JournalRefused(permit.refusal)
             if permit.unreachable:
                 raise JobDeferred(f"Not sent: {permit.refusal}.", delay=5)
-            if permit.capped:
+            if permit.capped and self.mailbox is not None:  # only a mailbox has a cap
                 raise MailboxCapped(f"{self.mailbox.name}: {permit.refusal}")
             if permit.breaker_open and self.mailbox is not None:
-                self._mailbox_paused()
+                self._mailbox_paused(self.mailbox)
             if not permit.wait:
                 raise QueuePaused(f"Not sent: {permit.refusal}.", service="smtp")
             if permit.wait > MAX_RATE_WAIT_SECONDS:

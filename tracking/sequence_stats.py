@@ -2,6 +2,7 @@
 timeline (steps sent, what it did, whether and why it stopped)."""
 
 import math
+from typing import Any
 
 from django.db import connection
 
@@ -84,7 +85,7 @@ def recipient_timeline(*, recipient: Recipient) -> dict:
     """Everything that happened to one recipient, oldest first: each step sent (and its variant),
     each event (with the step it followed), the stop and its reason; and what comes next."""
     sends = list(StepSend.objects.filter(recipient=recipient).order_by("step"))
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"at": send.sent_at, "kind": "sent", "step": send.step, "variant": send.variant, "message_id": send.message_id}
         for send in sends
     ]

@@ -39,7 +39,7 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 
 # Events that always stop a recipient's sequence, and the reason recorded.
-ALWAYS_STOP = {
+ALWAYS_STOP: dict[str, str] = {
     EventType.REPLY: StopReason.REPLIED,
     EventType.BOUNCE: StopReason.BOUNCED,
     EventType.UNSUBSCRIBE: StopReason.UNSUBSCRIBED,
@@ -152,7 +152,9 @@ class Plan:
             point -= variant.weight
         return variants[-1]
 
-    def templates_for(self, recipient_id: int, step: int, sent_variants: dict[int, str]) -> tuple[object, str]:
+    def templates_for(
+        self, recipient_id: int, step: int, sent_variants: dict[int, str]
+    ) -> tuple[Campaign | Templates, str]:
         """(templates, variant label) of `step` for a recipient; `sent_variants` are the variants
         it got of earlier steps (a "Re:" subject repeats the subject it received)."""
         variant = self.variant_for(recipient_id, step)
@@ -409,7 +411,7 @@ def sequence_on_event(*, type: str, recipient_id: int, campaign_id) -> int:
     this = Recipient.objects.filter(pk=recipient_id)
     stopped = sequence_stop(queryset=this, reason=reason)
     email, organization_id = this.values_list("email", "campaign__organization_id").first() or ("", None)
-    if type in ORGANIZATION_WIDE and email:
+    if type in ORGANIZATION_WIDE and email and organization_id is not None:  # an email: the row was found
         # Only those between steps: unsent ones are failed at their claim by the suppression list.
         stopped += sequence_stop(
             queryset=Recipient.objects.filter(
@@ -465,7 +467,7 @@ def sequence_pick_winners(*, campaign: Campaign, rules: SequenceSettings | None 
     ready = {step for step in open_steps if sent.get(step, 0) >= rules.ab_winner_after}
     if not ready:
         return []
-    picked = []
+    picked: list[StepVariant] = []
     metric = f"{rules.ab_winner_metric}_rate"
     for step in variant_stats(campaign_id=campaign.pk)["steps"]:
         labelled = [variant for variant in step["variants"] if variant["variant"]]

@@ -7,6 +7,7 @@ only key, and a click can only lead to a URL the campaign itself registered.
 import base64
 import logging
 import re
+from typing import Any
 
 from django.db import DatabaseError
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -47,7 +48,7 @@ def open_pixel(request, token: str):
     The open is buffered in Redis (one RPUSH; tracking.tasks.drain_opens writes it within ~2 s).
     If Redis fails, it is written to the database directly instead."""
     if _TOKEN.match(token):
-        seen = {
+        seen: dict[str, Any] = {
             "is_machine": is_machine_request(request),
             "user_agent": _user_agent(request),
             "ip": _client_ip(request),

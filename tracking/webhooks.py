@@ -131,7 +131,10 @@ class InstantlyVerifier:
         raise WebhookRefused("The payload's timestamp is missing or outside the tolerance window.")
 
 
-VERIFIERS = {"generic": StandardWebhooksVerifier(), "instantly": InstantlyVerifier()}
+VERIFIERS: dict[str, StandardWebhooksVerifier | InstantlyVerifier] = {
+    "generic": StandardWebhooksVerifier(),
+    "instantly": InstantlyVerifier(),
+}
 
 
 @dataclass

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -119,7 +120,7 @@ class Command(BaseCommand):
             )
             .order_by("name")
         )
-        campaigns = []
+        campaigns: list[dict[str, Any]] = []
         for c in rows:
             end = c.completed_at or c.failed_at or c.cancelled_at or now
             campaigns.append(
