@@ -1,13 +1,17 @@
 """The pipeline on Celery's in-process worker, with the real Redis broker: messages sent after
 commit, claims, retries and phase changes as in production."""
 
+import threading
 import time
+from collections import Counter
 
 import pytest
 
 from campaigns import services
 from campaigns.models import Campaign, Job, Lead
 from campaigns.states import CAMPAIGN_FINAL_STATUSES, JobStatus, JobType, Phase
+from integrations.sandbox import MillionVerifierSandbox
+from queue_control.services import queue_pause, queue_resume
 from tests.factories import CampaignFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 from .conftest import NOBODY_URL, SEARCH_URL
@@ -70,3 +74,51 @@ def test_an_unreachable_lead_source_fails_the_campaign_after_retries_on_a_worker
     assert "failure injected" in campaign.status_error
     fetch = Job.objects.get(campaign=campaign, job_type=JobType.FETCH_LEADS)
     assert (fetch.status, fetch.attempts) == (JobStatus.FAILED, settings.JOB_MAX_ATTEMPTS)
+
+
+def test_an_operators_pause_racing_a_batchs_calls_stops_them_and_the_resume_pays_for_none_twice(
+    celery_worker, owner, staff, settings, monkeypatch
+):
+    """The real race, on a worker: calls of a verification batch are in flight (100 ms each, two at
+    a time) when an operator's queue_pause commits in another thread. No call starts after the
+    pause returns, every call already made has its verdict stored, the job is paused with its
+    attempt given back, and after the resume nobody is verified twice."""
+    settings.ENGINE_BATCH_SIZE = 60
+    settings.PROVIDER_CONCURRENCY = {**settings.PROVIDER_CONCURRENCY, "millionverifier": 2}
+    real, calls, lock, verifying = MillionVerifierSandbox.verify, [], threading.Lock(), threading.Event()
+
+    def verify(self, email):
+        with lock:
+            calls.append((time.monotonic(), email))
+        verifying.set()
+        time.sleep(0.1)  # the provider's network time: the pause lands while calls are in flight
+        return real(self, email)
+
+    monkeypatch.setattr(MillionVerifierSandbox, "verify", verify)
+    campaign = CampaignFactory(
+        organization=owner.organization, search_url=SEARCH_URL, lead_count=60, send_rate_per_minute=60_000
+    )
+    services.campaign_start(campaign_id=campaign.pk, actor=owner.user)
+    assert verifying.wait(30), "the batch never started"
+    time.sleep(0.2)  # a few calls answered, two in flight
+    queue_pause(reason="maintenance", actor=staff)
+    paused_at = time.monotonic()
+
+    # The cascade marked the job paused at once; its run ends when the calls in flight have
+    # answered and been stored, and it gives its attempt back then.
+    job = Job.objects.get(campaign=campaign, job_type=JobType.VERIFY_EMAIL)
+    deadline = time.monotonic() + 30
+    while Job.objects.filter(pk=job.pk, attempts__gt=0).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.PAUSED, 0)
+    assert [email for started, email in calls if started > paused_at] == []  # none started after the pause
+    stored = Lead.objects.filter(campaign=campaign).exclude(email_status="unverified").count()
+    assert 0 < stored == len(calls) < 60  # what was paid for is kept, the rest waits
+    assert Campaign.objects.get(pk=campaign.pk).status == "paused"
+
+    queue_resume(actor=staff)
+    campaign = wait_until_final(campaign.pk)
+    assert campaign.status == "completed", campaign.status_error
+    assert set(Counter(email for _, email in calls).values()) == {1}  # nobody verified twice
+    assert len(calls) == 60
