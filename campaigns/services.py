@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns_project.errors import ApplicationError
-from queue_control.selectors import open_breakers, queue_is_active
+from queue_control.selectors import open_breakers, queue_is_active_held
 
 from .dispatch import campaigns_kick
 from .models import CAMPAIGN_STATE_FIELDS, Campaign, Job, Organization
@@ -106,7 +106,7 @@ def _require_queue_open(action: str) -> None:
     if blockers:
         message = "; ".join(f"Cannot {action}: circuit breaker {service} is open" for service in blockers)
         raise ApplicationError(message, open_breakers=blockers)
-    if not queue_is_active():
+    if not queue_is_active_held():  # held to the commit: a queue pause cannot slip in between
         raise ApplicationError(f"Cannot {action}: the queue is paused; resume the queue first.")
 
 

@@ -3,6 +3,7 @@
 import logging
 
 import redis
+from django.db import transaction
 from django.db.models import QuerySet
 
 from . import breakers
@@ -17,6 +18,24 @@ logger = logging.getLogger(__name__)
 def queue_is_active() -> bool:
     """The durable latch row, not the mirror: this is what services check before starting work."""
     return QueueState.get().is_active
+
+
+def queue_is_active_held() -> bool:
+    """queue_is_active, with the latch row held until the caller's transaction ends (FOR SHARE on
+    PostgreSQL; SQLite has one writer at a time anyway). What the caller then starts commits
+    either before a queue pause takes the row (which then sweeps it) or after it (and is refused
+    here): a start can never slip past a pause and stay running under a paused queue. Shared, so
+    concurrent starts do not wait for each other."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        return queue_is_active()
+    table = connection.ops.quote_name(QueueState._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT state FROM {table} WHERE id = 1 FOR SHARE")  # noqa: S608 (name from _meta)
+        row = cursor.fetchone()
+    if row is None:
+        return queue_is_active()  # a fresh database: the row is created active
+    return row[0] == QueueState.State.ACTIVE
 
 
 def _breaker_rebuild(service: str) -> None:

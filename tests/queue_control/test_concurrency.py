@@ -110,3 +110,44 @@ def test_two_breakers_tripping_at_once_leave_one_consistent_paused_state(thresho
     }
     assert CampaignEvent.objects.filter(action="campaign.paused").count() == len(campaigns)
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
+
+
+def test_a_start_and_a_queue_pause_cannot_interleave(org, alice):
+    """A start checks the latch and then commits its campaign as running; a queue pause that
+    committed in between would miss that campaign, left running under a paused queue (the smoke
+    run saw it). The start holds the latch row to its commit, so the pause waits and sweeps it."""
+    from django.db import transaction
+
+    from campaigns.services import campaign_start
+
+    QueueState.objects.update_or_create(pk=1, defaults={"state": QueueState.State.ACTIVE, "reason": ""})
+    campaign = CampaignFactory(organization=org)
+    checked, release = threading.Event(), threading.Event()
+
+    def slow_start():
+        try:
+            with transaction.atomic():
+                campaign_start(campaign_id=campaign.pk, actor=alice)
+                checked.set()
+                release.wait(10)  # the start's transaction, still open
+        finally:
+            connection.close()
+
+    def pause():
+        try:
+            queue_pause(reason="maintenance", actor_label="test")
+        finally:
+            connection.close()
+
+    starter, pauser = threading.Thread(target=slow_start), threading.Thread(target=pause)
+    starter.start()
+    assert checked.wait(10)
+    pauser.start()
+    pauser.join(0.5)
+    assert pauser.is_alive(), "the pause went past an open start"
+    release.set()
+    starter.join(10)
+    pauser.join(10)
+    assert not pauser.is_alive()
+    campaign.refresh_from_db()
+    assert (QueueState.get().state, campaign.status) == ("paused", "paused")
