@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns_project.errors import ApplicationError
+from queue_control.selectors import queue_is_active_held
 
 from .models import Campaign, CampaignEvent
 from .states import (
@@ -189,6 +190,10 @@ def campaign_act(
     of the action's sources, then `check(campaign)` (the service's other conditions: queue open,
     content complete), both under the row lock, so nothing changes between the checks and the move."""
     with transaction.atomic():
+        # The queue latch first (shared), then the campaign: the pause cascade's order. A queue
+        # pause or resume waits for this action to commit instead of missing its campaign, and
+        # the two cannot deadlock (queue_control.selectors.queue_is_active_held).
+        queue_is_active_held()
         # The row lock serialises concurrent actions: of two simultaneous starts, the second sees
         # `running` and is refused.
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)

@@ -151,3 +151,45 @@ def test_a_start_and_a_queue_pause_cannot_interleave(org, alice):
     assert not pauser.is_alive()
     campaign.refresh_from_db()
     assert (QueueState.get().state, campaign.status) == ("paused", "paused")
+
+
+def test_a_campaign_action_takes_the_latch_before_the_campaign_row(org, alice):
+    """The cascade's lock order (latch, then campaigns) in every campaign action too: an action
+    waiting for the latch holds no campaign row yet, so a queue resume holding the latch and
+    reaching for that campaign cannot deadlock with it."""
+    from django.db import transaction
+
+    from campaigns.services import campaign_pause
+
+    QueueState.objects.update_or_create(pk=1, defaults={"state": QueueState.State.ACTIVE, "reason": ""})
+    campaign = CampaignFactory(organization=org, status="running")
+    latched, release = threading.Event(), threading.Event()
+
+    def hold_latch():  # what queue_pause / queue_resume hold for their whole transaction
+        try:
+            with transaction.atomic():
+                QueueState.objects.select_for_update().get(pk=1)
+                latched.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def act():
+        try:
+            campaign_pause(campaign_id=campaign.pk, actor=alice)
+        finally:
+            connection.close()
+
+    holder, actor = threading.Thread(target=hold_latch), threading.Thread(target=act)
+    holder.start()
+    assert latched.wait(10)
+    actor.start()
+    actor.join(0.5)
+    assert actor.is_alive()  # waiting for the latch
+    with transaction.atomic():  # and not holding the campaign: another transaction takes it at once
+        assert Campaign.objects.select_for_update(nowait=True).filter(pk=campaign.pk).exists()
+    release.set()
+    holder.join(10)
+    actor.join(10)
+    campaign.refresh_from_db()
+    assert campaign.status == "paused"
