@@ -26,6 +26,7 @@ from queue_control.selectors import breaker_state, queue_is_active
 from .dispatch import campaigns_kick
 from .models import Campaign, Job, Mailbox, Organization
 from .pausing import PAUSABLE_JOB_STATUSES, _events_insert
+from .pipeline import pipeline_advance
 from .secrets import secret_encrypt
 from .states import NO_PAUSE, CampaignStatus, JobStatus, MailboxPauseKind, PauseCause, PauseKind
 
@@ -54,6 +55,10 @@ MAILBOX_FIELDS = (
 # Further conditions of a mailbox's resume per pause kind (tracking registers the deliverability
 # figure's check): each is called (mailbox=, acknowledge=) and raises ApplicationError to refuse.
 MAILBOX_RESUME_GUARDS: dict[str, list[Callable[..., None]]] = {}
+# Called (mailbox=, campaign_ids=) in the transaction of a mailbox's pause, for the running
+# campaigns that go on from their other mailboxes (tracking registers the hand-off of the
+# recipients nothing was sent to yet).
+MAILBOX_HANDOFFS: list[Callable[..., object]] = []
 
 
 def _label(actor, actor_label: str = "") -> str:
@@ -157,10 +162,23 @@ def _dependent_running(mailbox_id: int) -> list:
     )
 
 
+def campaigns_with_another_mailbox(*, campaign_ids, mailbox_id: int) -> set:
+    """Of these campaigns, those with another active mailbox that is not paused."""
+    through = Mailbox.campaigns.through
+    return set(
+        through.objects.filter(campaign_id__in=list(campaign_ids), mailbox__active=True, mailbox__pause_kind="")
+        .exclude(mailbox_id=mailbox_id)
+        .values_list("campaign_id", flat=True)
+    )
+
+
 def mailbox_pause(*, mailbox_id: int, kind: str, figure: str = "", actor=None, actor_label: str = "") -> Mailbox:
-    """Latch the mailbox paused and pause what depends on it: its running campaigns (cause
-    `kind` with this mailbox) and their pending and processing jobs. Idempotent: a second pause
-    keeps the first cause and writes no second event, but sweeps anything left running."""
+    """Latch the mailbox paused and pause what depends on it. A running campaign with another
+    usable mailbox goes on from it: the recipients nothing was sent to yet move there
+    (MAILBOX_HANDOFFS), and those whose thread is this mailbox's wait for its resume. A campaign
+    left without one is paused (cause `kind` with this mailbox), its pending and processing jobs
+    too. Idempotent: a second pause keeps the first cause and writes no second event, but
+    sweeps anything left running."""
     label = _label(actor, actor_label)
     now = timezone.now()
     with transaction.atomic():
@@ -178,6 +196,11 @@ def mailbox_pause(*, mailbox_id: int, kind: str, figure: str = "", actor=None, a
                 details={"mailbox": mailbox.pk, "kind": kind, "figure": figure},
             )
         ids = _dependent_running(mailbox.pk)
+        going_on = campaigns_with_another_mailbox(campaign_ids=ids, mailbox_id=mailbox.pk)
+        if going_on:
+            for handoff in MAILBOX_HANDOFFS:
+                handoff(mailbox=mailbox, campaign_ids=sorted(going_on))
+        ids = [pk for pk in ids if pk not in going_on]
         if ids:
             cause = PauseCause(
                 PauseKind.DELIVERABILITY
@@ -237,6 +260,19 @@ def mailbox_resume(*, mailbox_id: int, actor, acknowledge: bool = False, actor_l
                 details={"mailbox": mailbox.pk, "was": was[0], "figure": was[1], "acknowledged": acknowledge},
             )
             _campaigns_wake(mailbox=mailbox, actor=actor, label=label, now=now)
+            # Running campaigns that went on from their other mailboxes: what waited for this
+            # one is claimable again, and the campaign's phase, if it was waiting, makes its jobs.
+            running = list(
+                Campaign.objects.filter(status=CampaignStatus.RUNNING, mailboxes__pk=mailbox.pk).values_list(
+                    "pk", flat=True
+                )
+            )
+
+            def advance() -> None:
+                for pk in running:
+                    pipeline_advance(campaign_id=pk)
+
+            transaction.on_commit(advance)
             return mailbox
     QueueEvent.objects.create(
         kind=QueueEvent.Kind.MAILBOX_RESUME_REFUSED,
@@ -254,18 +290,8 @@ def _campaigns_wake(*, mailbox: Mailbox, actor, label: str, now) -> None:
     ids = list(paused.order_by("pk").values_list("pk", flat=True))
     if not ids:
         return
-    # Another paused mailbox of the same campaign: the campaign now waits for that one.
-    for other in Mailbox.objects.filter(campaigns__pk__in=ids).exclude(pk=mailbox.pk).exclude(pause_kind="").distinct():
-        kind = PauseKind.DELIVERABILITY if other.pause_kind == MailboxPauseKind.DELIVERABILITY else PauseKind.BREAKER
-        moved = list(
-            Campaign.objects.filter(pk__in=ids, mailboxes__pk=other.pk).values_list("pk", flat=True).distinct()
-        )
-        Campaign.objects.filter(pk__in=moved).update(
-            **PauseCause(kind, mailbox_id=other.pk, figure=other.pause_figure).fields(), updated_at=now
-        )
-        ids = [pk for pk in ids if pk not in set(moved)]
-    if not ids:
-        return
+    # A campaign is paused for a mailbox only when it had no other usable one; with this one back
+    # it goes on, and the recipients bound to its other paused mailboxes, if any, wait for those.
     if not queue_is_active():  # they wait for the queue resume now
         Campaign.objects.filter(pk__in=ids).update(**PauseCause(PauseKind.QUEUE).fields(), updated_at=now)
         return

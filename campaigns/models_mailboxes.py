@@ -9,8 +9,9 @@ The passwords are stored encrypted (Fernet, key MAILBOX_SECRET_KEY: campaigns/se
 never shown back: the API takes them write-only, the admin form never renders them.
 
 A mailbox has its own pause latch, like the queue's: its SMTP breaker opening, or the
-deliverability guard tripping on its figures, pauses it and the running campaigns that use it;
-only an operator resumes it (campaigns/mailboxes.py).
+deliverability guard tripping on its figures, pauses it and what depends on it (its recipients'
+threads; a campaign left with no other usable mailbox); only an operator resumes it
+(campaigns/mailboxes.py).
 """
 
 from datetime import date

@@ -20,6 +20,7 @@ from integrations.ratelimit import TokenBucket
 from queue_control.guard import Cap
 
 from .models import Recipient
+from .states import RecipientStatus
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 DAILY_CAP = "the mailbox's daily cap"
@@ -73,16 +74,54 @@ def seconds_to_next_day(now: datetime | None = None) -> float:
     return (tomorrow - now).total_seconds()
 
 
-def recipients_rotate(*, campaign: Campaign) -> int:
-    """Give each of the campaign's recipients without a mailbox one of its active mailboxes, in
-    turn (by id, round robin: one UPDATE per mailbox, set-based). Recipients that have one keep
-    it. Returns how many were given one."""
-    mailbox_ids = list(campaign.mailboxes.filter(active=True).order_by("pk").values_list("pk", flat=True))
-    if not mailbox_ids:
-        return 0
-    unassigned = Recipient.objects.filter(campaign_id=campaign.pk, mailbox__isnull=True)
+def _spread(recipients, mailbox_ids: list[int]) -> int:
+    """Give `recipients` these mailboxes in turn (by id, round robin: one UPDATE per mailbox)."""
     count = len(mailbox_ids)
     return sum(
-        unassigned.alias(turn=F("id") % count).filter(turn=turn).update(mailbox_id=mailbox_id)
+        recipients.alias(turn=F("id") % count).filter(turn=turn).update(mailbox_id=mailbox_id)
         for turn, mailbox_id in enumerate(mailbox_ids)
     )
+
+
+def recipients_rotate(*, campaign: Campaign) -> int:
+    """Give each of the campaign's recipients without a mailbox one of its active mailboxes that
+    is not paused (all its active ones if every one is), in turn. Recipients that have one keep
+    it. Returns how many were given one."""
+    active = campaign.mailboxes.filter(active=True).order_by("pk")
+    mailbox_ids = list(active.filter(pause_kind="").values_list("pk", flat=True)) or list(
+        active.values_list("pk", flat=True)
+    )
+    if not mailbox_ids:
+        return 0
+    return _spread(Recipient.objects.filter(campaign_id=campaign.pk, mailbox__isnull=True), mailbox_ids)
+
+
+def recipients_hand_off(*, mailbox: Mailbox, campaign_ids) -> int:
+    """`mailbox` is paused and these campaigns go on from their other mailboxes: its recipients
+    that nothing was sent to yet (step 1, pending) move to those, in turn; the ones whose thread
+    it holds (a follow-up goes from the mailbox that sent step 1) wait for its resume. Registered
+    as a campaigns.mailboxes.MAILBOX_HANDOFFS hook; called again by a send batch that gives back
+    recipients it had claimed. Returns how many moved."""
+    moved = 0
+    for campaign in Campaign.objects.filter(pk__in=list(campaign_ids)).order_by("pk"):
+        targets = list(
+            campaign.mailboxes.filter(active=True, pause_kind="")
+            .exclude(pk=mailbox.pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if targets:
+            unsent = Recipient.objects.filter(
+                campaign_id=campaign.pk,
+                mailbox_id=mailbox.pk,
+                status=RecipientStatus.PENDING,
+                sent_at__isnull=True,
+                sequence_step__lte=1,
+            )
+            moved += _spread(unsent, targets)
+    return moved
+
+
+def paused_mailbox_ids(*, campaign: Campaign) -> list[int]:
+    """The campaign's paused mailboxes: their recipients wait (the claim skips them)."""
+    return list(campaign.mailboxes.exclude(pause_kind="").values_list("pk", flat=True))

@@ -39,7 +39,7 @@ from campaigns.registry import (
     PermanentJobError,
     RetryableJobError,
 )
-from campaigns.states import MailboxPauseKind, Phase
+from campaigns.states import CampaignStatus, MailboxPauseKind, Phase
 from campaigns.transitions import campaign_event_record
 from campaigns_project.errors import ApplicationError
 from integrations.errors import AuthError, ProviderConnectionError, ProviderError, ProviderTimeout, ServerError
@@ -52,7 +52,15 @@ from . import clock, services
 from .counters import counters_read
 from .deliverability import deliverability_check_soon
 from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
-from .mailboxes import mailbox_connection, mailbox_daily_cap, mailbox_gap_bucket, recipients_rotate, seconds_to_next_day
+from .mailboxes import (
+    mailbox_connection,
+    mailbox_daily_cap,
+    mailbox_gap_bucket,
+    paused_mailbox_ids,
+    recipients_hand_off,
+    recipients_rotate,
+    seconds_to_next_day,
+)
 from .models import Recipient, SequenceSettings, StepSend, Suppression
 from .rendering import (
     SAMPLE_LEAD,
@@ -103,6 +111,11 @@ _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 class MailboxCapped(Exception):
     """A mailbox reached its cap for today: its other recipients in the batch wait."""
+
+
+class MailboxHeld(Exception):
+    """A mailbox is paused and its campaign goes on from its other mailboxes: its recipients in
+    the batch are given back (the unsent ones move to another mailbox) and the others go on."""
 
 
 def is_hard_bounce(code: int, reply: str) -> bool:
@@ -289,10 +302,12 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
     sequence_pick_winners(campaign=campaign)
     sequence_arm_due(campaign=campaign)
     now = clock.now()
+    paused_mailboxes = paused_mailbox_ids(campaign=campaign)
     status_counts = dict(
         Recipient.objects.filter(campaign=campaign, status__in=(RecipientStatus.PENDING, RecipientStatus.SENDING))
         .exclude(status=RecipientStatus.PENDING, next_send_at__gt=now)
         .exclude(status=RecipientStatus.PENDING, stopped_at__isnull=False)
+        .exclude(status=RecipientStatus.PENDING, mailbox_id__in=paused_mailboxes)  # they wait for it
         .values_list("status")
         .annotate(n=Count("pk"))
     )
@@ -305,6 +320,7 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
                 send_attempts__gte=settings.RECIPIENT_MAX_SEND_ATTEMPTS,
                 stopped_at__isnull=True,
             )
+            & ~Q(mailbox_id__in=paused_mailboxes)
             & (Q(next_send_at__isnull=True) | Q(next_send_at__lte=now)),  # the ones counted above
             last_error=f"Not sent: gave up after {settings.RECIPIENT_MAX_SEND_ATTEMPTS} attempts.",
         )
@@ -321,6 +337,9 @@ def smtp_outreach_settle(*, campaign: Campaign) -> OutreachOutcome:
             f"delivery uncertain (a hand-over was cut off). Check the mail server's log, then release "
             f"them to be sent again, or mark them sent or failed.",
         )
+    held = _held_by_paused_mailboxes(campaign=campaign, mailbox_ids=paused_mailboxes)
+    if held:
+        return OutreachOutcome(OutreachOutcome.WAITING, held)
     waiting, first_due = sequence_waiting(campaign=campaign)
     if waiting:
         return OutreachOutcome(
@@ -373,7 +392,9 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
     due = Recipient._meta.get_field("next_send_at").get_db_prep_value(clock.now(), db)
     campaign = Recipient._meta.get_field("campaign").target_field.get_db_prep_value(campaign_id, db)
     step_send = StepSend._meta.db_table
+    mailbox = Mailbox._meta.db_table
     # Only the model's table names and a fixed clause are formatted in; every value is a parameter.
+    # A recipient of a paused mailbox waits for its resume (its campaign goes on from the others).
     # A sequence's recipient is claimed only when its step is due, it has not stopped, and that
     # step was never recorded sent to it (the unique StepSend row, checked here before SMTP).
     # OFFSET 0 keeps that check a per-row probe of StepSend's unique index: as an anti-join, with
@@ -384,6 +405,7 @@ def recipients_claim(*, campaign_id, job_id: int, limit: int) -> list[int]:
         f"AND send_attempts < %s AND stopped_at IS NULL AND (next_send_at IS NULL OR next_send_at <= %s) "
         f"AND NOT EXISTS (SELECT 1 FROM {step_send} s WHERE s.recipient_id = r.id AND s.step = r.sequence_step"
         f"{probe_only}) "
+        f"AND (r.mailbox_id IS NULL OR r.mailbox_id NOT IN (SELECT m.id FROM {mailbox} m WHERE m.pause_kind <> '')) "
         f"ORDER BY id LIMIT %s{skip_locked}) "
         f"UPDATE {table} SET status = %s, claimed_at = %s, send_job_id = %s, send_attempts = send_attempts + 1 "
         f"WHERE status = %s AND id IN (SELECT id FROM claim) RETURNING id"
@@ -399,6 +421,28 @@ def _send_bucket(campaign: Campaign) -> TokenBucket:
     per_minute = campaign.send_rate_per_minute
     # A burst of one second's worth: the limit holds across all workers sending this campaign.
     return TokenBucket(f"send:{campaign.pk}", per_minute / 60.0, max(1, per_minute // 60))
+
+
+def _held_by_paused_mailboxes(*, campaign: Campaign, mailbox_ids: list[int]) -> str:
+    """The campaign's status message while recipients wait for a paused mailbox (empty: none do)."""
+    if not mailbox_ids:
+        return ""
+    held = dict(
+        Recipient.objects.filter(
+            campaign=campaign, status=RecipientStatus.PENDING, stopped_at__isnull=True, mailbox_id__in=mailbox_ids
+        )
+        .values_list("mailbox__name")
+        .annotate(n=Count("pk"))
+    )
+    if not held:
+        return ""
+    count, names = sum(held.values()), ", ".join(sorted(held))
+    recipients = "recipient" if count == 1 else "recipients"
+    mailboxes = "mailbox" if len(held) == 1 else "mailboxes"
+    return (
+        f"Waiting for a mailbox: {count} {recipients} of paused {mailboxes} {names} (their thread goes "
+        f"from it); resume the mailbox to send them."
+    )[:500]
 
 
 def _window_hand_back(*, campaign_id, job_id: int, ids, opens) -> int:
@@ -487,23 +531,35 @@ class SendBatch:
         for recipient in recipients:
             by_mailbox.setdefault(recipient.mailbox_id, []).append(recipient)
         capped = ""
+        held: list[Mailbox] = []
         self.journal_entry = ""  # the last acceptance, journaled with the next commit
         self.next_control = self.last_flush = monotonic()
         try:
             for group in by_mailbox.values():
                 if self.window_closed:  # the other mailboxes' recipients went back to pending too
                     break
+                mailbox = group[0].mailbox
                 try:
-                    self._send_from(group[0].mailbox, group, links)
+                    self._send_from(mailbox, group, links)
                 except MailboxCapped as exc:
                     capped = str(exc)  # this mailbox's other recipients wait; the others go on
+                except MailboxHeld:
+                    if mailbox is not None:  # always: only a mailbox is held
+                        held.append(mailbox)  # paused, and the campaign goes on from the others
+                except ProviderError:
+                    # The error that opened the mailbox's breaker: the same, if the campaign goes on.
+                    if mailbox is None or not self._held(mailbox):
+                        raise
+                    held.append(mailbox)
         finally:
             # If the database fails here the error goes up, and the journal stays for the sweeper.
             self._flush()
-            # A capped mailbox's recipients were never tried: their claim's attempt is given back,
-            # or waiting for tomorrow's cap would use up their attempts.
-            self._release(sorted(self.untouched), give_back=bool(capped))
+            # A capped or paused mailbox's recipients were never tried: their claim's attempt is
+            # given back, or waiting for tomorrow's cap or the mailbox would use up their attempts.
+            self._release(sorted(self.untouched), give_back=bool(capped or held))
             journal_close(self.job.pk)
+        for mailbox in held:  # what this batch gave back of it and nothing was sent to moves on
+            recipients_hand_off(mailbox=mailbox, campaign_ids=[self.campaign.pk])
         if capped:
             raise JobDeferred(f"Not sent: {capped}.", delay=min(seconds_to_next_day(), CAPPED_RETRY_SECONDS))
         return dict(self.result)
@@ -587,11 +643,21 @@ class SendBatch:
     def _mailbox_paused(self, mailbox: Mailbox) -> None:
         """The mailbox is latched paused (its breaker, the deliverability guard): sweep its
         campaigns again (idempotent: a pause interrupted before its cascade is finished here),
-        then stop like a queue pause."""
+        then stop like a queue pause, unless the campaign goes on from another mailbox."""
         mailbox_pause(
             mailbox_id=mailbox.pk, kind=mailbox.pause_kind or MailboxPauseKind.BREAKER, figure=mailbox.pause_figure
         )
+        if self._campaign_running():
+            raise MailboxHeld(mailbox.name)
         raise QueuePaused(f"Not sent: mailbox {mailbox.name} is paused.", service="smtp")
+
+    def _held(self, mailbox: Mailbox) -> bool:
+        """After an error of this mailbox: it is paused now and its campaign goes on."""
+        mailbox.refresh_from_db(fields=["pause_kind", "pause_figure"])
+        return mailbox.is_paused and self._campaign_running()
+
+    def _campaign_running(self) -> bool:
+        return Campaign.objects.filter(pk=self.campaign.pk, status=CampaignStatus.RUNNING).exists()
 
     def _control(self) -> None:
         if monotonic() > self.deadline and self.untouched:

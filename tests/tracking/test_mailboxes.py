@@ -11,18 +11,20 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.jobs import JobDeferred
-from campaigns.mailboxes import mailbox_breaker_reset, mailbox_create, mailbox_resume
-from campaigns.models import Campaign, Mailbox
+from campaigns.mailboxes import mailbox_breaker_reset, mailbox_create, mailbox_pause, mailbox_resume
+from campaigns.models import Campaign, Job, Mailbox
+from campaigns.registry import OUTREACH_SETTLERS, OutreachOutcome
 from campaigns.secrets import secret_decrypt
 from campaigns.services import campaign_resume
 from campaigns_project.errors import ApplicationError
 from queue_control.breakers import mailbox_breaker
 from queue_control.models import QueueEvent, QueueState
 from queue_control.selectors import breaker_state
-from tests.factories import CampaignFactory, LeadFactory
+from tests.factories import CampaignFactory, JobFactory, LeadFactory
 from tests.tracking.conftest import Sink, SinkHandler, free_port
 from tests.tracking.test_sending import launch, run
 from tracking.models import Recipient
+from tracking.sending import recipients_claim
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -257,27 +259,61 @@ def one_failure_opens(settings):
     settings.BREAKERS = {**settings.BREAKERS, "smtp": {"threshold": 1, "window": 60}}
 
 
-def test_a_broken_mailbox_pauses_only_the_campaigns_that_use_it(campaign, org, mailbox_sinks, one_failure_opens):
+def test_a_broken_mailbox_stops_only_what_depends_on_it(campaign, org, mailbox_sinks, one_failure_opens):
     sink = mailbox_sinks("anna", "anna-secret")
     broken = a_mailbox(campaign, "ben", free_port())  # nothing listens there: connection refused
-    a_mailbox(campaign, "anna", sink.port)
+    anna = a_mailbox(campaign, "anna", sink.port)
     bystander = CampaignFactory(organization=org, status="running", phase="outreach", channel="smtp")
-    Mailbox.objects.get(name="anna").campaigns.add(bystander)
+    anna.campaigns.add(bystander)
+    lonely = CampaignFactory(organization=org, status="running", phase="outreach", channel="smtp")
+    broken.campaigns.add(lonely)  # ben is its only mailbox
     leads(campaign, 4)
 
-    with pytest.raises(Exception):  # noqa: B017, PT011 (the connection error, re-raised to the runner)
-        run_all(campaign)
+    run_all(campaign)  # ben's connection fails and opens its breaker; anna's recipients go out
 
     assert breaker_state(mailbox_breaker(broken.pk)) == "open"
     broken.refresh_from_db()
     assert broken.pause_kind == "breaker" and "ConnectionError" in broken.pause_figure
+    statuses = dict(Campaign.objects.values_list("pk", "status"))
+    assert (statuses[campaign.pk], statuses[bystander.pk], statuses[lonely.pk]) == ("running", "running", "paused")
+    lonely.refresh_from_db()
+    assert (lonely.pause_kind, lonely.pause_mailbox_id) == ("breaker", broken.pk)
+    assert QueueState.get().is_active and breaker_state("smtp") == "closed"
+    # Ben's recipients had been sent nothing: they moved to anna, and the next jobs send them.
+    assert not Recipient.objects.filter(campaign=campaign, mailbox=broken).exists()
+    assert Recipient.objects.filter(campaign=campaign, status="sent").count() == 2
+    assert OUTREACH_SETTLERS["smtp"](campaign=campaign).state == OutreachOutcome.MORE
+    for job in Job.objects.filter(campaign=campaign, job_type="send_email", status="pending"):
+        run(job)
+    assert set(Recipient.objects.filter(campaign=campaign).values_list("status", "mailbox_id")) == {("sent", anna.pk)}
+    assert {a for m in sink.messages for a in m["to"]} == {f"person{i}@example.org" for i in range(4)}
+    assert OUTREACH_SETTLERS["smtp"](campaign=campaign).state == OutreachOutcome.DONE
+
+
+def test_a_paused_mailboxs_threads_wait_for_its_resume_and_its_unsent_recipients_move(campaign, alice):
+    anna, ben = a_mailbox(campaign, "anna", 2525), a_mailbox(campaign, "ben", 2526)
+    follow_up = Recipient.objects.create(
+        campaign=campaign, email="thread@example.org", mailbox=ben, status="pending", sequence_step=2,
+        sent_at=timezone.now(), message_id="<step1.thread@acme.example>",
+    )  # fmt: skip
+    unsent = Recipient.objects.create(campaign=campaign, email="new@example.org", mailbox=ben, status="pending")
+    job = JobFactory(campaign=campaign, job_type="send_email")
+
+    mailbox_pause(mailbox_id=ben.pk, kind="breaker", figure="ConnectionError: refused")
+
     campaign.refresh_from_db()
-    assert (campaign.status, campaign.pause_kind, campaign.pause_mailbox_id) == ("paused", "breaker", broken.pk)
-    assert campaign.pause_cause == f"breaker:mailbox.{broken.pk}"
-    bystander.refresh_from_db()
-    assert bystander.status == "running"  # it does not use the broken mailbox
-    assert QueueState.get().is_active  # nor is the queue paused
-    assert breaker_state("smtp") == "closed"
+    assert campaign.status == "running"  # it goes on from anna
+    unsent.refresh_from_db()
+    follow_up.refresh_from_db()
+    assert (unsent.mailbox_id, follow_up.mailbox_id) == (anna.pk, ben.pk)  # the thread stays with ben
+    assert recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=10) == [unsent.pk]
+    Recipient.objects.filter(pk=unsent.pk).update(status="sent")
+    outcome = OUTREACH_SETTLERS["smtp"](campaign=campaign)
+    assert outcome.state == OutreachOutcome.WAITING
+    assert outcome.message.startswith("Waiting for a mailbox: 1 recipient of paused mailbox ben")
+
+    mailbox_resume(mailbox_id=ben.pk, actor=alice)  # its breaker never opened: closed
+    assert recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=10) == [follow_up.pk]
 
 
 def test_a_mailbox_resumes_only_by_hand_and_never_while_its_breaker_is_open(
