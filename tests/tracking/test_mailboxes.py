@@ -290,7 +290,9 @@ def test_a_broken_mailbox_stops_only_what_depends_on_it(campaign, org, mailbox_s
     assert OUTREACH_SETTLERS["smtp"](campaign=campaign).state == OutreachOutcome.DONE
 
 
-def test_a_paused_mailboxs_threads_wait_for_its_resume_and_its_unsent_recipients_move(campaign, alice):
+def test_a_paused_mailboxs_threads_wait_for_its_resume_and_its_unsent_recipients_move(
+    campaign, alice, django_capture_on_commit_callbacks
+):
     anna, ben = a_mailbox(campaign, "anna", 2525), a_mailbox(campaign, "ben", 2526)
     follow_up = Recipient.objects.create(
         campaign=campaign, email="thread@example.org", mailbox=ben, status="pending", sequence_step=2,
@@ -312,7 +314,11 @@ def test_a_paused_mailboxs_threads_wait_for_its_resume_and_its_unsent_recipients
     assert outcome.state == OutreachOutcome.WAITING
     assert outcome.message.startswith("Waiting for a mailbox: 1 recipient of paused mailbox ben")
 
-    mailbox_resume(mailbox_id=ben.pk, actor=alice)  # its breaker never opened: closed
+    Job.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        mailbox_resume(mailbox_id=ben.pk, actor=alice)  # its breaker never opened: closed
+    # The resume moved the waiting phase on: a send job for the thread that waited.
+    assert Job.objects.filter(campaign=campaign, job_type="send_email", status="pending").count() == 1
     assert recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=10) == [follow_up.pk]
 
 
