@@ -123,5 +123,10 @@ def recipients_hand_off(*, mailbox: Mailbox, campaign_ids) -> int:
 
 
 def paused_mailbox_ids(*, campaign: Campaign) -> list[int]:
-    """The campaign's paused mailboxes: their recipients wait (the claim skips them)."""
-    return list(campaign.mailboxes.exclude(pause_kind="").values_list("pk", flat=True))
+    """The paused mailboxes the campaign's recipients may be bound to (its organization's, so a
+    mailbox taken off the campaign since counts too): their recipients wait, the claim skips them."""
+    return list(
+        Mailbox.objects.filter(organization_id=campaign.organization_id)
+        .exclude(pause_kind="")
+        .values_list("pk", flat=True)
+    )

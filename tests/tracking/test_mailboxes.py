@@ -313,6 +313,9 @@ def test_a_paused_mailboxs_threads_wait_for_its_resume_and_its_unsent_recipients
     outcome = OUTREACH_SETTLERS["smtp"](campaign=campaign)
     assert outcome.state == OutreachOutcome.WAITING
     assert outcome.message.startswith("Waiting for a mailbox: 1 recipient of paused mailbox ben")
+    ben.campaigns.remove(campaign)  # taken off the campaign: its thread still waits, no busy loop of jobs
+    assert OUTREACH_SETTLERS["smtp"](campaign=campaign).state == OutreachOutcome.WAITING
+    ben.campaigns.add(campaign)
 
     Job.objects.filter(pk=job.pk).update(status="completed", finished_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
