@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from campaigns.models import Campaign, CampaignEvent, Job
 from integrations.errors import ServerError
@@ -112,37 +112,45 @@ def test_two_breakers_tripping_at_once_leave_one_consistent_paused_state(thresho
     assert set(Job.objects.values_list("status", flat=True)) == {"paused"}
 
 
+def started(fn) -> threading.Thread:
+    """fn running in a thread with its own database connection, closed when it ends."""
+
+    def run():
+        try:
+            fn()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def held_open(fn, held: threading.Event, release: threading.Event):
+    """fn, then its transaction kept open (held set) until release: a slow committer."""
+
+    def run():
+        with transaction.atomic():
+            fn()
+            held.set()
+            release.wait(10)
+
+    return run
+
+
 def test_a_start_and_a_queue_pause_cannot_interleave(org, alice):
     """A start checks the latch and then commits its campaign as running; a queue pause that
     committed in between would miss that campaign, left running under a paused queue (the smoke
     run saw it). The start holds the latch row to its commit, so the pause waits and sweeps it."""
-    from django.db import transaction
-
     from campaigns.services import campaign_start
 
     QueueState.objects.update_or_create(pk=1, defaults={"state": QueueState.State.ACTIVE, "reason": ""})
     campaign = CampaignFactory(organization=org)
     checked, release = threading.Event(), threading.Event()
 
-    def slow_start():
-        try:
-            with transaction.atomic():
-                campaign_start(campaign_id=campaign.pk, actor=alice)
-                checked.set()
-                release.wait(10)  # the start's transaction, still open
-        finally:
-            connection.close()
-
-    def pause():
-        try:
-            queue_pause(reason="maintenance", actor_label="test")
-        finally:
-            connection.close()
-
-    starter, pauser = threading.Thread(target=slow_start), threading.Thread(target=pause)
-    starter.start()
+    starter = started(held_open(lambda: campaign_start(campaign_id=campaign.pk, actor=alice), checked, release))
     assert checked.wait(10)
-    pauser.start()
+    pauser = started(lambda: queue_pause(reason="maintenance", actor_label="test"))
     pauser.join(0.5)
     assert pauser.is_alive(), "the pause went past an open start"
     release.set()
@@ -157,33 +165,16 @@ def test_a_campaign_action_takes_the_latch_before_the_campaign_row(org, alice):
     """The cascade's lock order (latch, then campaigns) in every campaign action too: an action
     waiting for the latch holds no campaign row yet, so a queue resume holding the latch and
     reaching for that campaign cannot deadlock with it."""
-    from django.db import transaction
-
     from campaigns.services import campaign_pause
 
     QueueState.objects.update_or_create(pk=1, defaults={"state": QueueState.State.ACTIVE, "reason": ""})
     campaign = CampaignFactory(organization=org, status="running")
     latched, release = threading.Event(), threading.Event()
 
-    def hold_latch():  # what queue_pause / queue_resume hold for their whole transaction
-        try:
-            with transaction.atomic():
-                QueueState.objects.select_for_update().get(pk=1)
-                latched.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    def act():
-        try:
-            campaign_pause(campaign_id=campaign.pk, actor=alice)
-        finally:
-            connection.close()
-
-    holder, actor = threading.Thread(target=hold_latch), threading.Thread(target=act)
-    holder.start()
+    # What queue_pause and queue_resume hold for their whole transaction.
+    holder = started(held_open(lambda: QueueState.objects.select_for_update().get(pk=1), latched, release))
     assert latched.wait(10)
-    actor.start()
+    actor = started(lambda: campaign_pause(campaign_id=campaign.pk, actor=alice))
     actor.join(0.5)
     assert actor.is_alive()  # waiting for the latch
     with transaction.atomic():  # and not holding the campaign: another transaction takes it at once
