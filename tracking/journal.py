@@ -6,7 +6,9 @@ afterwards which of those recipients were never handed over (back to pending, to
 were accepted (sent), and which one was cut off in the instant after the message was committed
 (the end of DATA) and before the server's answer (stays in `sending`, for an operator).
 
-Entries of `send-journal:<job id>`, a Redis list:
+Entries of `send-journal:<job id>:<attempt>`, a Redis list, one per run of the job: the next run
+opens its own, so it can never lift the fence a recovery put on the run before it (a worker
+stalled past JOB_STUCK_AFTER_SECONDS, taken for dead, must commit nothing more):
 - `open:<attempt>`: written before the claim; a journal without it was lost (Redis restarted);
 - `b:<recipient id>`: right before the message's end of DATA (the commit) is sent;
 - `s:<recipient id>:<Message-ID>`: the server accepted it (written with the next `b:`).
@@ -41,14 +43,14 @@ class JournalRefused(Exception):
     message must not be committed."""
 
 
-def _keys(job_id: int) -> list[str]:
-    key = rkey("send-journal", str(job_id))
+def _keys(job_id: int, attempt: int) -> list[str]:
+    key = rkey("send-journal", f"{job_id}:{attempt}")
     return [key, key + ":fenced"]
 
 
 def journal_open(job_id: int, attempt: int) -> None:
-    """Start the job's journal afresh (a new run of the job). Raises redis.RedisError."""
-    key, fence = _keys(job_id)
+    """Start the journal of this run of the job. Raises redis.RedisError."""
+    key, fence = _keys(job_id, attempt)
     pipe = get_redis().pipeline(transaction=True)
     pipe.delete(key, fence)
     pipe.rpush(key, f"open:{attempt}")
@@ -56,23 +58,33 @@ def journal_open(job_id: int, attempt: int) -> None:
     pipe.execute()
 
 
-def journal_record(job_id: int, *entries: str) -> Record:
+def journal_record(job_id: int, attempt: int, *entries: str) -> Record:
     """The entries, for the permit that lets the next message be committed."""
-    key, fence = _keys(job_id)
+    key, fence = _keys(job_id, attempt)
     return Record(key=key, fence_key=fence, entries=entries, ttl_seconds=JOURNAL_TTL_SECONDS)
 
 
-def journal_take_over(job_id: int) -> list[str] | None:
-    """Fence the journal (no append succeeds any more) and return its entries; None when it was
-    lost. Raises redis.RedisError."""
+def journal_take_over(job_id: int, attempt: int) -> list[str] | None:
+    """Fence the run's journal (no append succeeds any more) and return its entries; None when it
+    was lost. Raises redis.RedisError."""
     script = get_redis().register_script(_TAKE_OVER)
-    entries = script(keys=_keys(job_id), args=[JOURNAL_TTL_SECONDS])
+    entries = script(keys=_keys(job_id, attempt), args=[JOURNAL_TTL_SECONDS])
     return None if entries is None else list(entries)
 
 
-def journal_close(job_id: int) -> None:
+def journal_fenced(job_id: int, attempt: int) -> bool:
+    """Whether a recovery took this run's journal over (the run was taken for dead). Redis not
+    answering: False."""
+    try:
+        return bool(get_redis().exists(_keys(job_id, attempt)[1]))
+    except redis.RedisError:
+        return False
+
+
+def journal_close(job_id: int, attempt: int) -> None:
+    """The run ended: its journal goes (the fence stays, to expire: a stalled run stays stopped)."""
     with contextlib.suppress(redis.RedisError):  # left behind, it expires by itself
-        get_redis().delete(*_keys(job_id))
+        get_redis().delete(_keys(job_id, attempt)[0])
 
 
 def journal_read(entries: list[str]) -> tuple[dict[int, str], set[int]]:

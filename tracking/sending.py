@@ -51,7 +51,15 @@ from queue_control.guard import call_permit, failure_record
 from . import clock, services
 from .counters import counters_read
 from .deliverability import deliverability_check_soon
-from .journal import JournalRefused, journal_close, journal_open, journal_read, journal_record, journal_take_over
+from .journal import (
+    JournalRefused,
+    journal_close,
+    journal_fenced,
+    journal_open,
+    journal_read,
+    journal_record,
+    journal_take_over,
+)
 from .mailboxes import (
     mailbox_connection,
     mailbox_daily_cap,
@@ -472,7 +480,7 @@ def send_email_job(*, job: Job) -> dict:
     limit = min(settings.SEND_BATCH_SIZE, max(1, math.ceil(rate * settings.ENGINE_TASK_BUDGET_SECONDS)))
     rules = SequenceSettings.objects.filter(campaign=campaign).first()  # the window, one query
     if sequence_window_closed(campaign=campaign, rules=rules):
-        journal_close(job.pk)
+        journal_close(job.pk, job.attempts)
         return {**job.result, "claimed": 0, "sent": 0}
     ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=limit)
     held = sequence_window_holds(ids=ids, rules=rules)
@@ -483,7 +491,7 @@ def send_email_job(*, job: Job) -> dict:
         kept = {pk for pks in held.values() for pk in pks}
         ids = [pk for pk in ids if pk not in kept]
     if not ids:
-        journal_close(job.pk)
+        journal_close(job.pk, job.attempts)
         return {**job.result, "claimed": 0, "sent": 0}
     return SendBatch(job, campaign, rules=rules).run(ids)
 
@@ -556,8 +564,12 @@ class SendBatch:
             self._flush()
             # A capped or paused mailbox's recipients were never tried: their claim's attempt is
             # given back, or waiting for tomorrow's cap or the mailbox would use up their attempts.
+            if journal_fenced(self.job.pk, self.job.attempts):
+                # A recovery took this run for dead and took its recipients back; some may be
+                # another run's by now. Only what was accepted (flushed above) is this run's.
+                self.untouched.clear()
             self._release(sorted(self.untouched), give_back=bool(capped or held))
-            journal_close(self.job.pk)
+            journal_close(self.job.pk, self.job.attempts)
         for mailbox in held:  # what this batch gave back of it and nothing was sent to moves on
             recipients_hand_off(mailbox=mailbox, campaign_ids=[self.campaign.pk])
         if capped:
@@ -674,7 +686,7 @@ class SendBatch:
         the campaign's rate limit, the mailbox's daily cap and minimum gap, and the journal entry
         saying the commit begins, in one round trip. Refused, the message is not committed
         (smtp_handover drops the connection without the end of DATA)."""
-        self._permit(record=journal_record(self.job.pk, *entries))
+        self._permit(record=journal_record(self.job.pk, self.job.attempts, *entries))
 
     def _permit(self, *, rate_limited: bool = True, record=None) -> None:
         buckets: list[TokenBucket | None]
@@ -773,9 +785,11 @@ def send_job_recover(*, job: Job) -> str:
     job's last error."""
     claimed = Recipient.objects.filter(send_job_id=job.pk, status=RecipientStatus.SENDING)
     if not claimed.exists():
-        journal_close(job.pk)
+        with contextlib.suppress(redis.RedisError):  # fenced all the same: a stalled run stays stopped
+            journal_take_over(job.pk, job.attempts)
+        journal_close(job.pk, job.attempts)
         return ""
-    entries = journal_take_over(job.pk)
+    entries = journal_take_over(job.pk, job.attempts)
     if entries is None:
         count = claimed.update(last_error="Delivery uncertain: its send job's worker and journal were both lost.")
         return f"{count} recipient(s) left in sending: the send journal was lost."
@@ -793,7 +807,7 @@ def send_job_recover(*, job: Job) -> str:
             claimed_at=None,
             send_job_id=None,
         )
-    journal_close(job.pk)
+    journal_close(job.pk, job.attempts)
     return f"From its send journal: {marked} marked sent, {released} back to pending, {uncertain} uncertain."
 
 

@@ -389,13 +389,19 @@ class System:
             campaign_ids,
         )
         latch = self.postgres.query("SELECT state, cause_kind, cause_service, reason FROM queue_control_queuestate")
+        stuck = self.postgres.query(
+            "SELECT send_job_id, count(*), max(last_error) FROM tracking_recipient "
+            "WHERE campaign_id = ANY(%s::uuid[]) AND status = 'sending' GROUP BY send_job_id",
+            campaign_ids,
+        )
         lines = [
             f"{path.name}: {line}"
             for path in sorted(self.workdir.glob("*.log"))
             for line in path.read_text(errors="replace").splitlines()
-            if "WARNING" in line or "ERROR" in line
+            if "WARNING" in line or "ERROR" in line or "journal" in line
         ]
         return "\n".join(
-            [f"campaigns: {campaigns}", f"recipients: {recipients}", f"jobs: {jobs}", f"latch: {latch}"]
+            [f"campaigns: {campaigns}", f"recipients: {recipients}", f"in sending, by job: {stuck}", f"jobs: {jobs}"]
+            + [f"latch: {latch}"]
             + ["last warnings and errors:", *lines[-30:]]
         )

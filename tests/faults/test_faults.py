@@ -78,7 +78,7 @@ def test_an_smtp_server_down_for_a_while_opens_the_breaker_and_the_operator_resu
     # A message whose DATA the dying server had taken but not answered is uncertain: at most one
     # per send job in flight, left for the operator (who reads the server's log).
     settled = wait_until(lambda: outreach_settled(system, campaigns), timeout=120, what="outreach to settle")
-    assert settled.get("sending", 0) <= 4, settled
+    assert settled.get("sending", 0) <= 4, f"{settled}\n{system.state_dump(campaigns)}"
     operator_resolves_uncertain(system, campaigns, settled)
     assert_done_right(system, campaigns)
 
@@ -136,7 +136,8 @@ def test_a_worker_killed_during_a_send_hands_its_untouched_recipients_back(syste
     # at most one per killed send job, for an operator).
     counts = wait_until(lambda: outreach_settled(system, campaigns), timeout=120, what="outreach to settle")
     assert taken_back(system, campaigns, "send_email", "From its send journal")
-    assert counts.get("sending", 0) <= 4, counts  # two workers of two processes: one cut-off hand-over each
+    # Two workers of two processes: one cut-off hand-over each.
+    assert counts.get("sending", 0) <= 4, f"{counts}\n{system.state_dump(campaigns)}"
     operator_resolves_uncertain(system, campaigns, counts)
     # The kill comes when the first send batch is in flight; another campaign may still be
     # verifying or enriching then, and its killed batch pays its in-flight window again.

@@ -389,3 +389,30 @@ def test_a_test_send_is_bounded_too(campaign, alice_client, smtp_sink):
     assert response.status_code == 400
     assert "too much work" in response.json()["body_template"][0]
     assert smtp_sink.messages == []
+
+
+def test_a_run_taken_for_dead_stays_stopped_when_the_next_run_opens_its_journal(campaign, verified_leads, smtp_sink):
+    """A send run stalled past JOB_STUCK_AFTER_SECONDS is taken for dead: the recovery fences its
+    journal and hands its recipients back, and the job runs again. The next run's journal is its
+    own, so the stalled run, waking up, can commit nothing; nor may it release recipients that
+    are the next run's by now."""
+    from campaigns.jobs import job_release
+    from tracking.journal import journal_open
+    from tracking.sending import SendBatch, send_job_recover
+
+    [job] = launch(campaign)
+    Job.objects.filter(pk=job.pk).update(status="processing", attempts=1)
+    stalled = Job.objects.get(pk=job.pk)  # run 1, as its worker holds it
+    journal_open(job.pk, 1)
+    ids = recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=10)
+
+    assert "0 marked sent, 3 back to pending" in send_job_recover(job=stalled)  # the sweeper
+    assert job_release(stalled, count_attempt=True)
+    Job.objects.filter(pk=job.pk).update(status="processing", attempts=2)  # run 2 claims the job
+    journal_open(job.pk, 2)
+    assert sorted(recipients_claim(campaign_id=campaign.pk, job_id=job.pk, limit=10)) == sorted(ids)
+
+    with pytest.raises(JobStopped):  # run 1 wakes up: its journal is fenced, nothing is committed
+        SendBatch(stalled, campaign).run(ids)
+    assert smtp_sink.messages == []
+    assert set(Recipient.objects.values_list("status", flat=True)) == {"sending"}  # still run 2's
