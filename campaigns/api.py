@@ -12,7 +12,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
     inline_serializer,
 )
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -279,14 +279,7 @@ ConflictResponse = OpenApiResponse(description="Refused by the state machine or 
         description="Soft-delete a campaign (draft, scheduled or final; not running or paused). Its history stays."
     ),
 )
-class CampaignViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class CampaignViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
     filterset_class = CampaignFilter

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -150,14 +150,7 @@ def _service_errors(exc: DjangoValidationError) -> serializers.ValidationError:
     partial_update=extend_schema(description="Change some of a mailbox's settings."),
     destroy=extend_schema(description="Delete a mailbox no recipient was given (else 409: set it inactive)."),
 )
-class MailboxViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class MailboxViewSet(viewsets.ModelViewSet):
     serializer_class = MailboxSerializer
     permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
     filterset_class = MailboxFilter

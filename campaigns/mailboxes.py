@@ -22,6 +22,7 @@ from queue_control import breakers
 from queue_control.guard import classify
 from queue_control.models import QueueEvent
 from queue_control.selectors import breaker_state, queue_is_active
+from queue_control.services import breaker_opened_record
 
 from .dispatch import campaigns_kick
 from .models import Campaign, Job, Mailbox, Organization
@@ -29,6 +30,7 @@ from .pausing import PAUSABLE_JOB_STATUSES, _events_insert
 from .pipeline import pipeline_advance
 from .secrets import secret_encrypt
 from .states import NO_PAUSE, CampaignStatus, JobStatus, MailboxPauseKind, PauseCause, PauseKind
+from .transitions import campaign_timestamps
 
 SYSTEM = "system"
 # Fields an operator writes; the passwords come in apart (write-only) and are stored encrypted.
@@ -210,7 +212,10 @@ def mailbox_pause(*, mailbox_id: int, kind: str, figure: str = "", actor=None, a
                 figure=mailbox.pause_figure,
             )
             Campaign.objects.filter(pk__in=ids).update(
-                status=CampaignStatus.PAUSED, **cause.fields(), paused_at=now, updated_at=now
+                status=CampaignStatus.PAUSED,
+                **cause.fields(),
+                updated_at=now,
+                **campaign_timestamps(CampaignStatus.PAUSED, now),
             )
             _events_insert(
                 ids,
@@ -295,7 +300,9 @@ def _campaigns_wake(*, mailbox: Mailbox, actor, label: str, now) -> None:
     if not queue_is_active():  # they wait for the queue resume now
         Campaign.objects.filter(pk__in=ids).update(**PauseCause(PauseKind.QUEUE).fields(), updated_at=now)
         return
-    Campaign.objects.filter(pk__in=ids).update(status=CampaignStatus.RUNNING, **NO_PAUSE, updated_at=now)
+    Campaign.objects.filter(pk__in=ids).update(
+        status=CampaignStatus.RUNNING, **NO_PAUSE, updated_at=now, **campaign_timestamps(CampaignStatus.RUNNING, now)
+    )
     _events_insert(
         ids,
         from_status=CampaignStatus.PAUSED,
@@ -326,11 +333,9 @@ def mailbox_failure_record(*, mailbox_id: int, error: BaseException) -> bool:
     opened, failures = breakers.breaker_failure_count(name, message, trips_immediately=trips)
     if opened:
         with transaction.atomic():
-            QueueEvent.objects.create(
-                kind=QueueEvent.Kind.BREAKER_OPENED,
+            breaker_opened_record(
                 service=name,
-                reason=message[:500],
-                actor_label=SYSTEM,
+                reason=message,
                 details={"failures": failures, "mailbox": mailbox_id, "trips_immediately": trips},
             )
             mailbox_pause(mailbox_id=mailbox_id, kind=MailboxPauseKind.BREAKER, figure=message)

@@ -148,6 +148,13 @@ def breaker_reset(*, service: str, actor, actor_label: str = "") -> dict:
     return breaker_get(service=service)
 
 
+def breaker_opened_record(*, service: str, reason: str, details: dict) -> QueueEvent:
+    """The history row of a breaker opening: a service's, or a mailbox's (`mailbox.<id>`)."""
+    return QueueEvent.objects.create(
+        kind=QueueEvent.Kind.BREAKER_OPENED, service=service, reason=reason[:500], actor_label=SYSTEM, details=details
+    )
+
+
 def breaker_failure_record(*, service: str, error: BaseException | str, trips_immediately: bool = False) -> bool:
     """Count a failure of the service. The one call that opens the breaker records it and pauses
     the queue (cause kind breaker, with the service); returns True for that call only."""
@@ -169,13 +176,7 @@ def breaker_failure_record(*, service: str, error: BaseException | str, trips_im
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
-                QueueEvent.objects.create(
-                    kind=QueueEvent.Kind.BREAKER_OPENED,
-                    service=service,
-                    reason=message[:500],
-                    actor_label=SYSTEM,
-                    details=details,
-                )
+                breaker_opened_record(service=service, reason=message, details=details)
                 queue_pause(service=service, actor=None, actor_label=SYSTEM)
             break
         except DatabaseError:
@@ -206,11 +207,9 @@ def queue_pause_for_open_breakers() -> str:
     breaker = breaker_get(service=service)
     with transaction.atomic():
         # The trip's own event rolled back with its pause: the history says it here instead.
-        QueueEvent.objects.create(
-            kind=QueueEvent.Kind.BREAKER_OPENED,
+        breaker_opened_record(
             service=service,
-            reason=(breaker["last_error"] or "")[:500],
-            actor_label=SYSTEM,
+            reason=breaker["last_error"] or "",
             details={"failures": breaker["failures"], "recorded_after_a_lost_pause": True},
         )
         queue_pause(service=service, actor=None, actor_label=SYSTEM)

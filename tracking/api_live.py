@@ -12,7 +12,7 @@ import django_filters
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -231,14 +231,7 @@ Conflict = OpenApiResponse(description="Refused in the endpoint's or delivery's 
     partial_update=extend_schema(description="Change some of an endpoint's fields; is_active true re-enables it."),
     destroy=extend_schema(description="Delete an endpoint and its delivery log."),
 )
-class WebhookEndpointViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class WebhookEndpointViewSet(viewsets.ModelViewSet):
     serializer_class = WebhookEndpointSerializer
     permission_classes = [permissions.IsAuthenticated, CanOperateOrganization]
     lookup_value_regex = "[^/.]+"
